@@ -1,0 +1,108 @@
+"""Stacked SwiGLU experts and sort-based token dispatch.
+
+Shape legend: T tokens, D model width, E experts, K experts per token, F expert hidden width,
+S = T*K routing slots (one per (token, selected expert) pair), sorted by expert id.
+
+Expert weights are stacked 3-D parameters (``w_gate_EDF``, ``w_up_EDF``, ``w_down_EFD``) so that
+grouped GEMMs and Triton kernels can consume them directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class Dispatch:
+    """Routing slots sorted by expert: slot s processes token ``token_of_slot_S[s]`` on expert
+    ``expert_of_slot_S[s]``; ``slot_order_S`` maps sorted slots back to flat (token, k) positions."""
+
+    token_of_slot_S: torch.Tensor
+    expert_of_slot_S: torch.Tensor
+    slot_order_S: torch.Tensor
+    counts_E: torch.Tensor
+    offsets_E: torch.Tensor  # int32 cumulative end offsets (torch._grouped_mm convention)
+
+    @classmethod
+    def from_indices(cls, expert_idx_TK: torch.Tensor, num_experts: int) -> "Dispatch":
+        top_k = expert_idx_TK.shape[1]
+        flat_expert_S = expert_idx_TK.reshape(-1)
+        slot_order_S = torch.argsort(flat_expert_S, stable=True)
+        counts_E = torch.bincount(flat_expert_S, minlength=num_experts)
+        return cls(
+            token_of_slot_S=slot_order_S // top_k,
+            expert_of_slot_S=flat_expert_S[slot_order_S],
+            slot_order_S=slot_order_S,
+            counts_E=counts_E,
+            offsets_E=torch.cumsum(counts_E, 0).to(torch.int32),
+        )
+
+
+def swiglu_loop(x_SD, w_gate_EDF, w_up_EDF, w_down_EFD, counts_E) -> torch.Tensor:
+    """Per-expert matmuls over contiguous slices of expert-sorted slots (one host sync)."""
+    pieces = []
+    for expert, x_chunk in enumerate(torch.split(x_SD, counts_E.tolist())):
+        if x_chunk.shape[0] == 0:
+            continue
+        hidden = F.silu(x_chunk @ w_gate_EDF[expert]) * (x_chunk @ w_up_EDF[expert])
+        pieces.append(hidden @ w_down_EFD[expert])
+    if not pieces:
+        return x_SD.new_zeros(x_SD.shape)
+    return torch.cat(pieces)
+
+
+def swiglu_grouped_mm(x_SD, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E) -> torch.Tensor:
+    """One grouped GEMM per projection (``torch._grouped_mm``; no host sync)."""
+    gate_SF = torch._grouped_mm(x_SD, w_gate_EDF, offs=offsets_E)
+    up_SF = torch._grouped_mm(x_SD, w_up_EDF, offs=offsets_E)
+    return torch._grouped_mm(F.silu(gate_SF) * up_SF, w_down_EFD, offs=offsets_E)
+
+
+class SwiGLUExperts(nn.Module):
+    """E independent SwiGLU MLPs with stacked weights."""
+
+    def __init__(self, num_experts: int, d_model: int, d_hidden: int, backend: str = "loop") -> None:
+        super().__init__()
+        self.backend = backend
+        self.w_gate_EDF = nn.Parameter(torch.empty(num_experts, d_model, d_hidden))
+        self.w_up_EDF = nn.Parameter(torch.empty(num_experts, d_model, d_hidden))
+        self.w_down_EFD = nn.Parameter(torch.empty(num_experts, d_hidden, d_model))
+        self.reset_parameters()
+
+    def reset_parameters(self, std: float = 0.02) -> None:
+        for weight in (self.w_gate_EDF, self.w_up_EDF, self.w_down_EFD):
+            nn.init.normal_(weight, std=std)
+
+    @property
+    def num_experts(self) -> int:
+        return self.w_gate_EDF.shape[0]
+
+    def forward_sorted(self, x_SD: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
+        """Raw expert outputs E_e(x) for expert-sorted slots."""
+        weights = (self.w_gate_EDF, self.w_up_EDF, self.w_down_EFD)
+        if self.backend == "grouped_mm":
+            return swiglu_grouped_mm(x_SD, *weights, dispatch.offsets_E)
+        if self.backend == "triton" and x_SD.is_cuda:
+            from kernels import grouped_swiglu  # noqa: PLC0415 (optional dependency)
+
+            return grouped_swiglu(x_SD, *weights, dispatch.offsets_E)
+        return swiglu_loop(x_SD, *weights, dispatch.counts_E)
+
+    def forward_expert(self, expert: int, x_TD: torch.Tensor) -> torch.Tensor:
+        """Output of one expert on every token (used by the dense reference)."""
+        hidden = F.silu(x_TD @ self.w_gate_EDF[expert]) * (x_TD @ self.w_up_EDF[expert])
+        return hidden @ self.w_down_EFD[expert]
+
+    def extra_repr(self) -> str:
+        e, d, f = self.w_gate_EDF.shape
+        return f"num_experts={e}, d_model={d}, d_hidden={f}, backend={self.backend}"
+
+
+def scaled_init_std(base_std: float, n_layers: int) -> float:
+    """GPT-2 style down-projection scaling for residual branches."""
+    return base_std / math.sqrt(2 * n_layers)

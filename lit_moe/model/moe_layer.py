@@ -1,0 +1,222 @@
+"""Mixture-of-Experts layer with the routers of the Default-MoE line of research.
+
+Shape legend: T tokens, D model width, E experts, K experts per token, S = T*K routing slots.
+
+Routers (see ``../shared/spec/moe.md`` §1):
+- ``topk``: y = sum_{i in A} w_i E_i(x).
+- ``default``: adds sum_{i not in A} pi_i Ehat_i with EMA default vectors Ehat (buffer, detached).
+- ``dense``: adds sum_{i not in A} pi_i E_i(x) - stopgrad(same): the router receives the exact dense
+  gradient; the forward value and the expert-weight gradients stay those of TopK.
+- ``expert_group``: adds sum_{i not in A} pi_i Ehat_i(x), Ehat_i(x) = mean over j in A(x) of the
+  mean output of expert i on this step's tokens routed to both j and i (not detached).
+
+The layer is pure math: it returns its auxiliary losses and routing statistics from ``forward``
+and never updates state there. ``update_router_state`` applies the Default-MoE EMA and the
+aux-loss-free bias step from statistics the caller has summed (over micro-batches and ranks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from lit_moe.model.config import MoETransformerConfig
+from lit_moe.model.experts import Dispatch, SwiGLUExperts, swiglu_grouped_mm
+from lit_moe.model.layers import SwiGLU
+from lit_moe.model.router import Router, RouterOutput
+
+
+@dataclass
+class MoEStats:
+    """What one MoE layer's forward returns besides its output."""
+
+    aux_loss: torch.Tensor  # Switch load-balancing loss, already multiplied by its coefficient
+    z_loss: torch.Tensor  # router z-loss, already multiplied by its coefficient
+    load_counts_E: torch.Tensor  # slots assigned to each expert (detached, fp32)
+    router_entropy_sum: torch.Tensor  # sum over tokens of H(pi_t) (detached)
+    num_tokens: int
+    default_sums_ED: Optional[torch.Tensor] = None  # sum of raw outputs of routed tokens
+    default_counts_E: Optional[torch.Tensor] = None  # tokens routed to each expert
+
+
+@dataclass
+class FidelityCapture:
+    """Router input and upstream gradient of one training step, for gradient fidelity."""
+
+    x_TD: torch.Tensor
+    grad_TD: Optional[torch.Tensor] = None
+
+
+def expert_group_means(raw_TKD: torch.Tensor, expert_idx_TK: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """mu_EED[j, i] = mean of E_i(x') over tokens x' routed to both j and i (0 for empty cells).
+
+    Pure-torch reference of the scatter (atomic add) kernel.
+    """
+    num_tokens, top_k, d_model = raw_TKD.shape
+    sums_QD = raw_TKD.new_zeros(num_experts * num_experts, d_model)
+    counts_Q = raw_TKD.new_zeros(num_experts * num_experts)
+    for a in range(top_k):
+        for b in range(top_k):
+            if a == b:
+                continue
+            cell_T = expert_idx_TK[:, a] * num_experts + expert_idx_TK[:, b]
+            sums_QD = sums_QD.index_add(0, cell_T, raw_TKD[:, b])
+            counts_Q = counts_Q.index_add(0, cell_T, torch.ones_like(cell_T, dtype=counts_Q.dtype))
+    means_QD = sums_QD / counts_Q.clamp(min=1).unsqueeze(-1)
+    return means_QD.view(num_experts, num_experts, d_model)
+
+
+def grouped_matmul(a_SX: torch.Tensor, b_EXY: torch.Tensor, dispatch: Dispatch, backend: str) -> torch.Tensor:
+    """out[s] = a[s] @ b[expert_of_slot[s]] for expert-sorted slots."""
+    if backend == "grouped_mm":
+        return torch._grouped_mm(a_SX, b_EXY, offs=dispatch.offsets_E)
+    pieces = [chunk @ b_EXY[e] for e, chunk in enumerate(torch.split(a_SX, dispatch.counts_E.tolist()))]
+    return torch.cat(pieces) if pieces else a_SX.new_zeros(0, b_EXY.shape[-1])
+
+
+class MoELayer(nn.Module):
+    """Routed SwiGLU experts (+ optional shared experts) with a configurable router."""
+
+    def __init__(self, config: MoETransformerConfig) -> None:
+        super().__init__()
+        self.router_name = config.router
+        self.num_experts = config.num_experts
+        self.top_k = config.top_k
+        self.default_beta = config.default_beta
+        self.default_mode = config.default_mode
+        self.aux_loss_coef = config.aux_loss_coef
+        self.z_loss_coef = config.z_loss_coef
+        self.bias_update_rate = config.bias_update_rate
+        self.backend = config.backend
+        self.router = Router(config.d_model, config.num_experts, config.top_k, config.normalize_topk,
+                             use_bias_balancing=config.bias_update_rate > 0)
+        self.experts = SwiGLUExperts(config.num_experts, config.d_model, config.d_expert, config.backend)
+        self.shared_experts = (
+            SwiGLU(config.d_model, config.d_expert * config.num_shared_experts)
+            if config.num_shared_experts > 0 else None
+        )
+        # Default-MoE default vectors Ehat (fp32, non-trainable, saved in checkpoints).
+        self.register_buffer("default_vectors_ED", torch.zeros(config.num_experts, config.d_model))
+        self.capture_for_fidelity = False
+        self.fidelity_capture: Optional[FidelityCapture] = None
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x_BSD: torch.Tensor) -> tuple[torch.Tensor, MoEStats]:
+        batch_shape, d_model = x_BSD.shape[:-1], x_BSD.shape[-1]
+        x_TD = x_BSD.reshape(-1, d_model)
+        routing = self.router(x_TD)
+        dispatch = Dispatch.from_indices(routing.expert_idx_TK, self.num_experts)
+        raw_SD = self.experts.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
+        weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S].to(raw_SD.dtype)
+        y_TD = x_TD.new_zeros(x_TD.shape, dtype=raw_SD.dtype).index_add(
+            0, dispatch.token_of_slot_S, raw_SD * weight_S.unsqueeze(-1))
+
+        stats = self._routing_stats(routing, dispatch)
+        if self.router_name == "default":
+            y_TD = y_TD + self._default_term(routing).to(y_TD.dtype)
+            if self.training:
+                stats.default_sums_ED = torch.zeros_like(self.default_vectors_ED).index_add(
+                    0, dispatch.expert_of_slot_S, raw_SD.detach().float())
+                stats.default_counts_E = dispatch.counts_E.float()
+        elif self.router_name == "dense":
+            complement_TD = self._dense_complement(x_TD, routing).to(y_TD.dtype)
+            y_TD = y_TD + (complement_TD - complement_TD.detach())
+        elif self.router_name == "expert_group":
+            y_TD = y_TD + self._expert_group_term(routing, dispatch, raw_SD).to(y_TD.dtype)
+
+        if self.shared_experts is not None:
+            y_TD = y_TD + self.shared_experts(x_TD)
+        y_TD = y_TD.to(x_BSD.dtype)
+        if self.capture_for_fidelity and self.training and torch.is_grad_enabled():
+            self._capture(x_TD, y_TD)
+        return y_TD.view(*batch_shape, d_model), stats
+
+    def _default_term(self, routing: RouterOutput) -> torch.Tensor:
+        default_TD = routing.unselected_probs() @ self.default_vectors_ED.detach().float()
+        if self.default_mode == "straight_through":
+            return default_TD - default_TD.detach()
+        return default_TD
+
+    @torch.no_grad()
+    def _all_expert_outputs(self, x_TD: torch.Tensor) -> list[torch.Tensor]:
+        return [self.experts.forward_expert(e, x_TD) for e in range(self.num_experts)]
+
+    def _dense_complement(self, x_TD: torch.Tensor, routing: RouterOutput) -> torch.Tensor:
+        unselected_TE = routing.unselected_probs()
+        complement_TD = torch.zeros_like(x_TD, dtype=torch.float32)
+        for expert, out_TD in enumerate(self._all_expert_outputs(x_TD)):
+            complement_TD = complement_TD + unselected_TE[:, expert : expert + 1] * out_TD.float()
+        return complement_TD
+
+    def _expert_group_term(self, routing: RouterOutput, dispatch: Dispatch, raw_SD: torch.Tensor) -> torch.Tensor:
+        num_tokens = routing.expert_idx_TK.shape[0]
+        inverse_order_S = torch.argsort(dispatch.slot_order_S)
+        raw_TKD = raw_SD[inverse_order_S].view(num_tokens, self.top_k, -1).float()
+        means_EED = expert_group_means(raw_TKD, routing.expert_idx_TK, self.num_experts)
+        unselected_SE = routing.unselected_probs()[dispatch.token_of_slot_S]
+        estimate_SD = grouped_matmul(unselected_SE, means_EED, dispatch, self.backend)
+        return torch.zeros_like(raw_TKD[:, 0]).index_add(
+            0, dispatch.token_of_slot_S, estimate_SD) / self.top_k
+
+    def _routing_stats(self, routing: RouterOutput, dispatch: Dispatch) -> MoEStats:
+        num_tokens = routing.probs_TE.shape[0]
+        load_E = dispatch.counts_E.float()
+        zero = routing.probs_TE.new_zeros(())
+        aux_loss = zero
+        if self.aux_loss_coef > 0:
+            fraction_E = load_E / (num_tokens * self.top_k)
+            aux_loss = self.aux_loss_coef * self.num_experts * (fraction_E * routing.probs_TE.mean(0)).sum()
+        z_loss = zero
+        if self.z_loss_coef > 0:
+            z_loss = self.z_loss_coef * torch.logsumexp(routing.logits_TE, dim=-1).pow(2).mean()
+        with torch.no_grad():
+            probs_TE = routing.probs_TE
+            entropy_sum = -(probs_TE * probs_TE.clamp_min(1e-20).log()).sum()
+        return MoEStats(aux_loss, z_loss, load_E, entropy_sum, num_tokens)
+
+    def _capture(self, x_TD: torch.Tensor, y_TD: torch.Tensor) -> None:
+        capture = FidelityCapture(x_TD.detach())
+        self.fidelity_capture = capture
+
+        def store_grad(grad_TD: torch.Tensor) -> None:
+            capture.grad_TD = grad_TD.detach()
+
+        y_TD.register_hook(store_grad)
+
+    # ------------------------------------------------------------- state update
+    @torch.no_grad()
+    def update_router_state(self, stats: MoEStats) -> None:
+        """Apply one optimizer step's Default-MoE EMA and aux-loss-free bias update.
+
+        ``stats`` must hold sums over every micro-batch of the step and every data-parallel rank,
+        so that all ranks compute bit-identical state.
+        """
+        if self.router_name == "default" and stats.default_sums_ED is not None:
+            counts_E = stats.default_counts_E
+            touched_E = counts_E > 0
+            means_ED = stats.default_sums_ED / counts_E.clamp(min=1).unsqueeze(-1)
+            ema_ED = self.default_beta * self.default_vectors_ED + (1 - self.default_beta) * means_ED
+            self.default_vectors_ED.copy_(torch.where(touched_E.unsqueeze(-1), ema_ED, self.default_vectors_ED))
+        if self.bias_update_rate > 0:
+            self.router.update_bias(stats.load_counts_E, self.bias_update_rate)
+
+
+def sum_stats(stats_list: list[MoEStats], all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> MoEStats:
+    """Sum detached statistics of one layer over micro-batches (and ranks, via ``all_reduce``)."""
+    first = stats_list[0]
+    has_default = first.default_sums_ED is not None
+    load_E = sum(s.load_counts_E for s in stats_list)
+    entropy = sum(s.router_entropy_sum for s in stats_list)
+    tokens = torch.tensor(float(sum(s.num_tokens for s in stats_list)), device=load_E.device)
+    aux = sum(s.aux_loss.detach() for s in stats_list) / len(stats_list)
+    z = sum(s.z_loss.detach() for s in stats_list) / len(stats_list)
+    sums_ED = sum(s.default_sums_ED for s in stats_list) if has_default else None
+    counts_E = sum(s.default_counts_E for s in stats_list) if has_default else None
+    if all_reduce is not None:
+        load_E, entropy, tokens = all_reduce(load_E), all_reduce(entropy), all_reduce(tokens)
+        if has_default:
+            sums_ED, counts_E = all_reduce(sums_ED), all_reduce(counts_E)
+    return MoEStats(aux, z, load_E, entropy, int(tokens.item()), sums_ED, counts_E)
