@@ -51,4 +51,4 @@ def main(args: Optional[list[str]] = None) -> FrameworkCLI:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or None)
+    main()

@@ -56,11 +56,23 @@ def swiglu_loop(x_SD, w_gate_EDF, w_up_EDF, w_down_EFD, counts_E) -> torch.Tenso
     return torch.cat(pieces)
 
 
+def grouped_mm(a_SX: torch.Tensor, b_EXY: torch.Tensor, offsets_E: torch.Tensor) -> torch.Tensor:
+    """``torch._grouped_mm`` (out[s] = a[s] @ b[group of s]) that zero-pads the inner and output
+    dimensions to 16-byte multiples, which the op requires of its strides."""
+    align = max(1, 16 // a_SX.element_size())
+    pad_x, pad_y = -a_SX.shape[-1] % align, -b_EXY.shape[-1] % align
+    if pad_x or pad_y:
+        a_SX = F.pad(a_SX, (0, pad_x))
+        b_EXY = F.pad(b_EXY, (0, pad_y, 0, pad_x))
+    out_SY = torch._grouped_mm(a_SX, b_EXY, offs=offsets_E)
+    return out_SY[:, : out_SY.shape[1] - pad_y] if pad_y else out_SY
+
+
 def swiglu_grouped_mm(x_SD, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E) -> torch.Tensor:
     """One grouped GEMM per projection (``torch._grouped_mm``; no host sync)."""
-    gate_SF = torch._grouped_mm(x_SD, w_gate_EDF, offs=offsets_E)
-    up_SF = torch._grouped_mm(x_SD, w_up_EDF, offs=offsets_E)
-    return torch._grouped_mm(F.silu(gate_SF) * up_SF, w_down_EFD, offs=offsets_E)
+    gate_SF = grouped_mm(x_SD, w_gate_EDF, offsets_E)
+    up_SF = grouped_mm(x_SD, w_up_EDF, offsets_E)
+    return grouped_mm(F.silu(gate_SF) * up_SF, w_down_EFD, offsets_E)
 
 
 class SwiGLUExperts(nn.Module):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lit_moe.model.config import MoETransformerConfig
-from lit_moe.model.experts import Dispatch, SwiGLUExperts, swiglu_grouped_mm
+from lit_moe.model.experts import Dispatch, SwiGLUExperts, grouped_mm
 from lit_moe.model.layers import SwiGLU
 from lit_moe.model.router import Router, RouterOutput
 
@@ -72,7 +72,7 @@ def expert_group_means(raw_TKD: torch.Tensor, expert_idx_TK: torch.Tensor, num_e
 def grouped_matmul(a_SX: torch.Tensor, b_EXY: torch.Tensor, dispatch: Dispatch, backend: str) -> torch.Tensor:
     """out[s] = a[s] @ b[expert_of_slot[s]] for expert-sorted slots."""
     if backend == "grouped_mm":
-        return torch._grouped_mm(a_SX, b_EXY, offs=dispatch.offsets_E)
+        return grouped_mm(a_SX, b_EXY, dispatch.offsets_E)
     pieces = [chunk @ b_EXY[e] for e, chunk in enumerate(torch.split(a_SX, dispatch.counts_E.tolist()))]
     return torch.cat(pieces) if pieces else a_SX.new_zeros(0, b_EXY.shape[-1])
 

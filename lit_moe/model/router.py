@@ -23,16 +23,21 @@ class RouterOutput:
         return self.probs_TE.scatter(1, self.expert_idx_TK, 0.0)
 
 
-def select_experts(probs_TE: torch.Tensor, expert_bias_E: torch.Tensor | None, top_k: int,
+def select_experts(logits_TE: torch.Tensor, probs_TE: torch.Tensor, expert_bias_E: torch.Tensor | None, top_k: int,
                    normalize_topk: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-K of ``probs + bias`` (bias only steers selection), weighted by the unbiased probs."""
+    """Top-K of ``probs + bias`` (bias only steers selection), weighted by the unbiased probs.
+
+    With ``normalize_topk`` the weights pi_i / sum_{j in A} pi_j are computed as the softmax of the
+    selected logits (the same value), so unselected logits get exactly zero gradient.
+    """
     scores_TE = probs_TE.detach()
     if expert_bias_E is not None:
         scores_TE = scores_TE + expert_bias_E
     expert_idx_TK = scores_TE.topk(top_k, dim=-1).indices
-    weights_TK = probs_TE.gather(1, expert_idx_TK)
     if normalize_topk:
-        weights_TK = weights_TK / weights_TK.sum(-1, keepdim=True)
+        weights_TK = torch.softmax(logits_TE.gather(1, expert_idx_TK), dim=-1)
+    else:
+        weights_TK = probs_TE.gather(1, expert_idx_TK)
     return expert_idx_TK, weights_TK
 
 
@@ -56,7 +61,7 @@ class Router(nn.Module):
         logits_TE = x_TD.float() @ weight_ED.float().t()
         probs_TE = torch.softmax(logits_TE, dim=-1)
         bias_E = self.expert_bias_E if self.use_bias_balancing else None
-        expert_idx_TK, weights_TK = select_experts(probs_TE, bias_E, self.top_k, self.normalize_topk)
+        expert_idx_TK, weights_TK = select_experts(logits_TE, probs_TE, bias_E, self.top_k, self.normalize_topk)
         return RouterOutput(logits_TE, probs_TE, expert_idx_TK, weights_TK)
 
     @torch.no_grad()

@@ -1,0 +1,3 @@
+from lit_moe.data.datamodule import TextDataModule
+
+__all__ = ["TextDataModule"]

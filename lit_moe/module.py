@@ -1,0 +1,216 @@
+"""LightningModule for MoE language modelling: losses, metrics, optimizer, routing dashboards."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import replace
+from typing import Optional
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.text import Perplexity
+
+from lit_moe.errors import UserInputError
+from lit_moe.metrics.gradient_fidelity import gradient_fidelity
+from lit_moe.metrics.routing import routing_load_metrics
+from lit_moe.model import MoEStats, MoETransformer, MoETransformerConfig
+from lit_moe.model.moe_layer import sum_stats
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """LR multiplier: linear warmup from 0 to 1, then cosine decay to ``min_lr_ratio``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LanguageModelingModule(pl.LightningModule):
+    """Trains an MoE decoder-only transformer on next-token prediction.
+
+    Args:
+        config: Model architecture and router (see ``MoETransformerConfig``).
+        tokenizer_vocab_size: Vocabulary of the tokenizer; linked automatically from
+            ``data.vocab_size`` by cli.py. The model's ``config.vocab_size`` defaults to it and must
+            not be smaller.
+        learning_rate: Peak AdamW learning rate.
+        min_lr_ratio: Final learning rate of the cosine decay as a fraction of the peak.
+        warmup_steps: Optimizer steps of linear warmup.
+        decay_steps: Optimizer steps over which to decay (warmup included); ``None`` uses the
+            trainer's total (``max_steps`` or epochs × batches).
+        weight_decay: AdamW decoupled weight decay, applied to matrices only (not norms/biases).
+        betas: AdamW betas.
+        fidelity_every_n_steps: Log router-gradient fidelity against the dense reference every N
+            optimizer steps (costs one dense expert pass per MoE layer); 0 disables it.
+        log_histograms: Also write per-expert load and default-vector-norm histograms.
+    """
+
+    def __init__(
+        self,
+        config: MoETransformerConfig = MoETransformerConfig(),  # noqa: B008 (CLI schema default)
+        tokenizer_vocab_size: Optional[int] = None,
+        learning_rate: float = 1e-3,
+        min_lr_ratio: float = 0.1,
+        warmup_steps: int = 100,
+        decay_steps: Optional[int] = None,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        fidelity_every_n_steps: int = 50,
+        log_histograms: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = self._resolve_vocab(config, tokenizer_vocab_size)
+        self.learning_rate = learning_rate
+        self.min_lr_ratio = min_lr_ratio
+        self.warmup_steps = warmup_steps
+        self.decay_steps = decay_steps
+        self.weight_decay = weight_decay
+        self.betas = tuple(betas)
+        self.fidelity_every_n_steps = fidelity_every_n_steps
+        self.log_histograms = log_histograms
+        self.model: Optional[MoETransformer] = None
+        self.val_perplexity = Perplexity()
+        self._pending_stats: dict[int, list[MoEStats]] = defaultdict(list)
+        self._last_batch_end: Optional[float] = None
+
+    @staticmethod
+    def _resolve_vocab(config: MoETransformerConfig, tokenizer_vocab_size: Optional[int]) -> MoETransformerConfig:
+        if config.vocab_size is None:
+            if tokenizer_vocab_size is None:
+                raise UserInputError("the model's vocabulary size is unknown: set model.config.vocab_size or use a "
+                                     "datamodule with a vocab_size attribute (linked to model.tokenizer_vocab_size)")
+            return replace(config, vocab_size=tokenizer_vocab_size)
+        if tokenizer_vocab_size is not None and tokenizer_vocab_size > config.vocab_size:
+            raise UserInputError(
+                f"the tokenizer has {tokenizer_vocab_size} tokens but model.config.vocab_size is {config.vocab_size}: "
+                f"set model.config.vocab_size >= {tokenizer_vocab_size} (or leave it unset to follow the tokenizer)")
+        return config
+
+    # ----------------------------------------------------------------- model
+    def configure_model(self) -> None:
+        if self.model is None:
+            self.model = MoETransformer(self.config)
+
+    def forward(self, tokens_BS: torch.Tensor):
+        return self.model(tokens_BS)
+
+    # ---------------------------------------------------------------- steps
+    def _lm_loss(self, logits_BSV: torch.Tensor, targets_BS: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits_BSV.float().flatten(0, 1), targets_BS.flatten())
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        inputs_BS, targets_BS = batch
+        output = self.model(inputs_BS)
+        lm_loss = self._lm_loss(output.logits_BSV, targets_BS)
+        aux_loss = output.auxiliary_loss()
+        for index, stats in output.moe_stats.items():
+            self._pending_stats[index].append(stats)
+        self.log("train/loss", lm_loss, prog_bar=True)
+        if output.moe_stats:
+            self.log("train/aux_loss", aux_loss)
+        return lm_loss + aux_loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        inputs_BS, targets_BS = batch
+        logits_BSV = self.model(inputs_BS).logits_BSV.float()
+        self.log("val/loss", self._lm_loss(logits_BSV, targets_BS), prog_bar=True, sync_dist=True)
+        self.val_perplexity.update(logits_BSV, targets_BS)
+        self.log("val/ppl", self.val_perplexity, prog_bar=True)
+
+    # ------------------------------------------------------------ dashboards
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        capture = self.fidelity_every_n_steps > 0 and self.global_step % self.fidelity_every_n_steps == 0
+        for layer in self.model.moe_layers().values():
+            layer.capture_for_fidelity = capture
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_batch_end is not None:
+            tokens = batch[0].numel() * self.trainer.world_size
+            self.log("train/tokens_per_s", tokens / max(now - self._last_batch_end, 1e-9))
+        self._last_batch_end = now
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads:
+            self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g.detach().float()) for g in grads])))
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
+        self._log_gradient_fidelity()
+        self._apply_router_updates()
+
+    def _log_gradient_fidelity(self) -> None:
+        for index, layer in self.model.moe_layers().items():
+            capture, layer.fidelity_capture = layer.fidelity_capture, None
+            layer.capture_for_fidelity = False
+            if capture is None or capture.grad_TD is None:
+                continue
+            result = gradient_fidelity(layer, capture.x_TD, capture.grad_TD)
+            self.log(f"moe/layer{index}/grad_fidelity_cos", result.cosine)
+            self.log(f"moe/layer{index}/grad_norm_ratio", result.norm_ratio)
+
+    def _all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            tensor = tensor.clone()
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+        return tensor
+
+    def _apply_router_updates(self) -> None:
+        """Sum this step's routing statistics over micro-batches and ranks, update the Default-MoE
+        default vectors and balancing biases (identically on every rank), and log load metrics."""
+        if not self._pending_stats:
+            return
+        summed = {i: sum_stats(stats, self._all_reduce_sum) for i, stats in self._pending_stats.items()}
+        self._pending_stats.clear()
+        self.model.update_router_state(summed)
+        write_histograms = self.log_histograms and self._should_write_histograms()
+        for index, stats in summed.items():
+            prefix = f"moe/layer{index}"
+            for name, value in routing_load_metrics(stats.load_counts_E).items():
+                self.log(f"{prefix}/{name}", value)
+            self.log(f"{prefix}/router_entropy", stats.router_entropy_sum / max(stats.num_tokens, 1))
+            self.log(f"{prefix}/aux_loss", stats.aux_loss)
+            self.log(f"{prefix}/z_loss", stats.z_loss)
+            layer = self.model.moe_layers()[index]
+            if layer.router_name == "default":
+                norms_E = layer.default_vectors_ED.norm(dim=-1)
+                self.log(f"{prefix}/default_norm", norms_E.mean())
+            if write_histograms:
+                self._write_histograms(prefix, stats, layer)
+
+    def _should_write_histograms(self) -> bool:
+        logger = self.logger
+        every = max(1, self.trainer.log_every_n_steps)
+        return (logger is not None and hasattr(logger.experiment, "add_histogram_raw")
+                and self.global_step % every == 0 and self.trainer.is_global_zero)
+
+    def _write_histograms(self, prefix: str, stats: MoEStats, layer) -> None:
+        writer = self.logger.experiment
+        counts_E = stats.load_counts_E.double().cpu()
+        num_experts = counts_E.numel()
+        experts_E = torch.arange(num_experts, dtype=torch.float64)
+        # One bucket per expert: the TensorBoard histogram shows the load of expert 0..N-1.
+        writer.add_histogram_raw(
+            f"{prefix}/expert_load", min=0.0, max=float(num_experts - 1), num=float(counts_E.sum()),
+            sum=float((counts_E * experts_E).sum()), sum_squares=float((counts_E * experts_E**2).sum()),
+            bucket_limits=(experts_E + 0.5).tolist(), bucket_counts=counts_E.tolist(), global_step=self.global_step)
+        if layer.router_name == "default":
+            writer.add_histogram(f"{prefix}/default_vector_norms", layer.default_vectors_ED.norm(dim=-1).float().cpu(),
+                                 global_step=self.global_step)
+
+    # ------------------------------------------------------------- optimizer
+    def configure_optimizers(self):
+        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.learning_rate, betas=self.betas)
+        total = self.decay_steps or int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, self.warmup_steps, total, self.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
