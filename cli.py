@@ -14,6 +14,8 @@ from typing import Optional
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+from lit_moe.errors import UserInputError
+
 
 class FrameworkCLI(LightningCLI):
     """LightningCLI with the framework's argument links and a closing hint about the dashboards."""
@@ -40,14 +42,32 @@ class FrameworkCLI(LightningCLI):
 
 
 def main(args: Optional[list[str]] = None) -> FrameworkCLI:
-    return FrameworkCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    """Run the CLI. Bad user input ends with one ``error: ...`` line on stderr and exit code 2."""
+    try:
+        return FrameworkCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except Exception as error:  # jsonargparse wraps errors raised while instantiating classes
+        user_error = _find_user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def _find_user_error(error: Optional[BaseException]) -> Optional[UserInputError]:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserInputError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

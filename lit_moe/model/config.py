@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from lit_moe.errors import UserInputError
+
 RouterName = Literal["topk", "default", "dense", "expert_group"]
 BackendName = Literal["loop", "grouped_mm", "triton"]
 
@@ -86,7 +88,7 @@ class MoETransformerConfig:
         if self.vocab_size is not None and self.vocab_size < 1:
             problems.append(f"vocab_size={self.vocab_size} must be positive")
         if problems:
-            raise ValueError("Invalid model config: " + "; ".join(problems) + ".")
+            raise UserInputError("invalid model config: " + "; ".join(problems) + ".")
 
     @property
     def head_dim(self) -> int:

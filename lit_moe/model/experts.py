@@ -99,8 +99,9 @@ class SwiGLUExperts(nn.Module):
         weights = (self.w_gate_EDF, self.w_up_EDF, self.w_down_EFD)
         if self.backend == "grouped_mm":
             return swiglu_grouped_mm(x_SD, *weights, dispatch.offsets_E)
-        if self.backend == "triton" and x_SD.is_cuda:
-            from kernels import grouped_swiglu  # noqa: PLC0415 (optional dependency)
+        if self.backend == "triton":
+            # Triton kernels on CUDA; on CPU the hand-written torch path of the same kernel.
+            from kernels import grouped_swiglu  # noqa: PLC0415 (imported on first use)
 
             return grouped_swiglu(x_SD, *weights, dispatch.offsets_E)
         return swiglu_loop(x_SD, *weights, dispatch.counts_E)

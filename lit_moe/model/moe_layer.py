@@ -107,19 +107,32 @@ class MoELayer(nn.Module):
     def forward(self, x_BSD: torch.Tensor) -> tuple[torch.Tensor, MoEStats]:
         batch_shape, d_model = x_BSD.shape[:-1], x_BSD.shape[-1]
         x_TD = x_BSD.reshape(-1, d_model)
-        routing = self.router(x_TD)
+        routing, fused_default_TD = self._route(x_TD)
         dispatch = Dispatch.from_indices(routing.expert_idx_TK, self.num_experts)
-        raw_SD = self.experts.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
-        weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S].to(raw_SD.dtype)
-        y_TD = x_TD.new_zeros(x_TD.shape, dtype=raw_SD.dtype).index_add(
-            0, dispatch.token_of_slot_S, raw_SD * weight_S.unsqueeze(-1))
+        default_sums_ED = None
+        if self.backend == "triton" and self.router_name != "expert_group":
+            # Fused kernels (torch production path on CPU): gather inside the GEMM tiles, scatter back
+            # with the routing weights, Default-MoE sums from the epilogue; no [S, D] output is kept.
+            weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S]
+            want_sums = self.router_name == "default" and self.training
+            result = self._kernels().grouped_swiglu(
+                x_TD, self.experts.w_gate_EDF, self.experts.w_up_EDF, self.experts.w_down_EFD, dispatch.offsets_E,
+                dispatch.token_of_slot_S, weight_S, return_sums=want_sums)
+            y_TD, default_sums_ED = result if want_sums else (result, None)
+        else:
+            raw_SD = self.experts.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
+            weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S].to(raw_SD.dtype)
+            y_TD = x_TD.new_zeros(x_TD.shape, dtype=raw_SD.dtype).index_add(
+                0, dispatch.token_of_slot_S, raw_SD * weight_S.unsqueeze(-1))
 
         stats = self._routing_stats(routing, dispatch)
         if self.router_name == "default":
-            y_TD = y_TD + self._default_term(routing).to(y_TD.dtype)
+            y_TD = y_TD + self._default_term(routing, fused_default_TD).to(y_TD.dtype)
             if self.training:
-                stats.default_sums_ED = torch.zeros_like(self.default_vectors_ED).index_add(
-                    0, dispatch.expert_of_slot_S, raw_SD.detach().float())
+                if default_sums_ED is None:
+                    default_sums_ED = torch.zeros_like(self.default_vectors_ED).index_add(
+                        0, dispatch.expert_of_slot_S, raw_SD.detach().float())
+                stats.default_sums_ED = default_sums_ED
                 stats.default_counts_E = dispatch.counts_E.float()
         elif self.router_name == "dense":
             complement_TD = self._dense_complement(x_TD, routing).to(y_TD.dtype)
@@ -134,8 +147,28 @@ class MoELayer(nn.Module):
             self._capture(x_TD, y_TD)
         return y_TD.view(*batch_shape, d_model), stats
 
-    def _default_term(self, routing: RouterOutput) -> torch.Tensor:
-        default_TD = routing.unselected_probs() @ self.default_vectors_ED.detach().float()
+    @staticmethod
+    def _kernels():
+        import kernels  # noqa: PLC0415 (imported on first use of the triton backend)
+
+        return kernels
+
+    def _route(self, x_TD: torch.Tensor) -> tuple[RouterOutput, Optional[torch.Tensor]]:
+        """Router output (and, for Default MoE on CUDA, the default term from the same fused kernel)."""
+        if self.backend != "triton" or not x_TD.is_cuda:
+            return self.router(x_TD), None
+        router = self.router
+        logits_TE = x_TD.float() @ router.weight_ED.float().t()
+        bias_E = router.expert_bias_E if router.use_bias_balancing else None
+        defaults_ED = self.default_vectors_ED if self.router_name == "default" else None
+        probs_TE, idx_TK, weights_TK, default_TD = self._kernels().fused_routing(
+            logits_TE, self.top_k, router.normalize_topk, bias_E, defaults_ED)
+        return RouterOutput(logits_TE, probs_TE, idx_TK, weights_TK), default_TD
+
+    def _default_term(self, routing: RouterOutput, fused_default_TD: Optional[torch.Tensor] = None) -> torch.Tensor:
+        default_TD = fused_default_TD
+        if default_TD is None:
+            default_TD = routing.unselected_probs() @ self.default_vectors_ED.detach().float()
         if self.default_mode == "straight_through":
             return default_TD - default_TD.detach()
         return default_TD
@@ -153,6 +186,12 @@ class MoELayer(nn.Module):
 
     def _expert_group_term(self, routing: RouterOutput, dispatch: Dispatch, raw_SD: torch.Tensor) -> torch.Tensor:
         num_tokens = routing.expert_idx_TK.shape[0]
+        if self.backend == "triton":  # scatter (atomic adds) + gather kernels; references on CPU
+            kernels = self._kernels()
+            means_EED, _ = kernels.expert_group_scatter(raw_SD, dispatch.token_of_slot_S, dispatch.expert_of_slot_S,
+                                                        routing.expert_idx_TK, self.num_experts)
+            return kernels.expert_group_gather(routing.unselected_probs(), means_EED, dispatch.token_of_slot_S,
+                                               dispatch.offsets_E, self.top_k)
         inverse_order_S = torch.argsort(dispatch.slot_order_S)
         raw_TKD = raw_SD[inverse_order_S].view(num_tokens, self.top_k, -1).float()
         means_EED = expert_group_means(raw_TKD, routing.expert_idx_TK, self.num_experts)

@@ -1,0 +1,43 @@
+"""Run cli.py in-process on small overrides of the shipped configs and read the event files back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import REPO_ROOT
+
+TINY_CONFIG = str(REPO_ROOT / "configs/moe/tiny.yaml")
+
+
+def small_run_args(root: Path, max_steps: int = 6, **extra: str) -> list[str]:
+    """Overrides that shrink configs/moe/tiny.yaml to a seconds-long run writing under ``root``."""
+    overrides = {
+        "trainer.max_steps": str(max_steps),
+        "trainer.val_check_interval": "3",
+        "trainer.limit_val_batches": "2",
+        "trainer.log_every_n_steps": "1",
+        "trainer.default_root_dir": str(root),
+        "trainer.logger.init_args.save_dir": str(root),
+        "trainer.enable_progress_bar": "false",
+        "model.init_args.config.n_layers": "2",
+        "model.init_args.config.d_model": "64",
+        "model.init_args.config.d_expert": "64",
+        "model.init_args.config.max_seq_len": "64",
+        "model.init_args.fidelity_every_n_steps": "2",
+        "model.init_args.warmup_steps": "2",
+        "data.init_args.seq_len": "64",
+        "data.init_args.batch_size": "4",
+    }
+    overrides.update(extra)
+    args = []
+    for key, value in overrides.items():
+        args += [f"--{key}", value]
+    return args
+
+
+def read_events(log_dir: str | Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "histograms": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
