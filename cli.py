@@ -14,7 +14,7 @@ from typing import Optional
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
-from lit_moe.errors import UserInputError
+from lit_moe.errors import FrameworkError
 
 
 class FrameworkCLI(LightningCLI):
@@ -42,7 +42,8 @@ class FrameworkCLI(LightningCLI):
 
 
 def main(args: Optional[list[str]] = None) -> FrameworkCLI:
-    """Run the CLI. Bad user input ends with one ``error: ...`` line on stderr and exit code 2."""
+    """Run the CLI. Bad user input ends with one ``error: ...`` line on stderr and exit code 2; a run
+    that aborts itself (after saving a checkpoint) with one such line and exit code 1."""
     try:
         return FrameworkCLI(
             LightningModule,
@@ -57,13 +58,13 @@ def main(args: Optional[list[str]] = None) -> FrameworkCLI:
         if user_error is None:
             raise
         print(f"error: {user_error}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise SystemExit(user_error.exit_code) from None
 
 
-def _find_user_error(error: Optional[BaseException]) -> Optional[UserInputError]:
+def _find_user_error(error: Optional[BaseException]) -> Optional[FrameworkError]:
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, UserInputError):
+        if isinstance(error, FrameworkError):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__

@@ -1,5 +1,19 @@
-"""The one exception type for bad user input: ``cli.py`` prints its message and exits with code 2."""
+"""Exceptions that ``cli.py`` turns into one ``error: ...`` line and an exit code."""
 
 
-class UserInputError(ValueError):
+class FrameworkError(Exception):
+    """Base class: a message meant for the user, no traceback needed."""
+
+    exit_code = 1
+
+
+class UserInputError(FrameworkError, ValueError):
     """A problem with the user's config or data, with a message that says what to do."""
+
+    exit_code = 2
+
+
+class TrainingAbortedError(FrameworkError, RuntimeError):
+    """The run stopped itself (e.g. repeated non-finite losses) after saving a checkpoint."""
+
+    exit_code = 1

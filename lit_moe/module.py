@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -13,11 +14,12 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
-from lit_moe.errors import UserInputError
+from lit_moe.errors import TrainingAbortedError, UserInputError
 from lit_moe.metrics.gradient_fidelity import gradient_fidelity
 from lit_moe.metrics.routing import routing_load_metrics
 from lit_moe.model import MoEStats, MoETransformer, MoETransformerConfig
 from lit_moe.model.moe_layer import sum_stats
+from lit_moe.parallelize import parallelize, unsharded
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -47,6 +49,9 @@ class LanguageModelingModule(pl.LightningModule):
         fidelity_every_n_steps: Log router-gradient fidelity against the dense reference every N
             optimizer steps (costs one dense expert pass per MoE layer); 0 disables it.
         log_histograms: Also write per-expert load and default-vector-norm histograms.
+        activation_checkpointing: Recompute each transformer block in the backward pass.
+        max_consecutive_nonfinite: A step whose loss or gradient is not finite is skipped (and counted
+            as ``train/skipped_steps``); after this many in a row the run saves a checkpoint and stops.
     """
 
     def __init__(
@@ -61,6 +66,8 @@ class LanguageModelingModule(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.95),
         fidelity_every_n_steps: int = 50,
         log_histograms: bool = True,
+        activation_checkpointing: bool = False,
+        max_consecutive_nonfinite: int = 5,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -73,7 +80,13 @@ class LanguageModelingModule(pl.LightningModule):
         self.betas = tuple(betas)
         self.fidelity_every_n_steps = fidelity_every_n_steps
         self.log_histograms = log_histograms
+        self.activation_checkpointing = activation_checkpointing
+        self.max_consecutive_nonfinite = max_consecutive_nonfinite
         self.model: Optional[MoETransformer] = None
+        self.skipped_steps = 0
+        self._consecutive_nonfinite = 0
+        self._last_loss: Optional[torch.Tensor] = None
+        self._grad_norm: Optional[torch.Tensor] = None
         self.val_perplexity = Perplexity()
         self._pending_stats: dict[int, list[MoEStats]] = defaultdict(list)
         self._last_batch_end: Optional[float] = None
@@ -93,8 +106,21 @@ class LanguageModelingModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- model
     def configure_model(self) -> None:
-        if self.model is None:
-            self.model = MoETransformer(self.config)
+        """Build the model; under ModelParallelStrategy build it on the meta device, shard every
+        block with FSDP2 and initialise the shards in place."""
+        if self.model is not None:
+            return
+        mesh = self.device_mesh
+        if mesh is None:
+            self.model = parallelize(MoETransformer(self.config), activation_checkpointing=self.activation_checkpointing)
+            return
+        with torch.device("meta"):
+            model = MoETransformer(self.config)
+        param_dtype = torch.bfloat16 if self.trainer.precision in ("bf16-mixed", "bf16-true") else None
+        parallelize(model, mesh, self.activation_checkpointing, param_dtype=param_dtype)
+        model.to_empty(device=self.trainer.strategy.root_device)
+        model.reset_parameters()
+        self.model = model
 
     def forward(self, tokens_BS: torch.Tensor):
         return self.model(tokens_BS)
@@ -113,6 +139,7 @@ class LanguageModelingModule(pl.LightningModule):
         self.log("train/loss", lm_loss, prog_bar=True)
         if output.moe_stats:
             self.log("train/aux_loss", aux_loss)
+        self._last_loss = (lm_loss + aux_loss).detach()
         return lm_loss + aux_loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -135,11 +162,46 @@ class LanguageModelingModule(pl.LightningModule):
             self.log("train/tokens_per_s", tokens / max(now - self._last_batch_end, 1e-9))
         self._last_batch_end = now
 
-    def on_before_optimizer_step(self, optimizer) -> None:
+    def _gradient_norm(self) -> torch.Tensor:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads:
-            self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(g.detach().float()) for g in grads])))
+        if not grads:
+            return torch.zeros((), device=self.device)
+        norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # DTensor under FSDP2
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Run forward/backward, then step only if the loss and the gradient are finite."""
+        optimizer_closure()
+        grad_norm = self._gradient_norm()
+        loss = self._last_loss if self._last_loss is not None else grad_norm
+        if bool(torch.isfinite(grad_norm) & torch.isfinite(loss)):
+            self._consecutive_nonfinite = 0
+            self._grad_norm = grad_norm
+            optimizer.step(closure=lambda: None)  # runs on_before_optimizer_step, clipping, the update
+            return
+        self._skip_nonfinite_step(optimizer)
+
+    def _skip_nonfinite_step(self, optimizer) -> None:
+        self.skipped_steps += 1
+        self._consecutive_nonfinite += 1
+        self._pending_stats.clear()
+        for layer in self.model.moe_layers().values():
+            layer.fidelity_capture, layer.capture_for_fidelity = None, False
+        optimizer.zero_grad(set_to_none=True)
+        self.log("train/skipped_steps", float(self.skipped_steps))
+        if 0 < self.max_consecutive_nonfinite <= self._consecutive_nonfinite:
+            path = os.path.join(self.trainer.default_root_dir, "nonfinite-stop.ckpt")
+            if self.trainer.checkpoint_callback is not None and self.trainer.checkpoint_callback.dirpath:
+                path = os.path.join(self.trainer.checkpoint_callback.dirpath, "nonfinite-stop.ckpt")
+            self.trainer.save_checkpoint(path)
+            raise TrainingAbortedError(
+                f"{self._consecutive_nonfinite} consecutive steps had a non-finite loss or gradient (global step "
+                f"{self.global_step}); saved the last good state to {path}. Lower the learning rate, enable "
+                f"gradient clipping or check the data, then resume with --ckpt_path {path}")
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.log("train/grad_norm", self._grad_norm if self._grad_norm is not None else self._gradient_norm())
+        self.log("train/skipped_steps", float(self.skipped_steps))
         self.log("train/lr", optimizer.param_groups[0]["lr"])
         self._log_gradient_fidelity()
         self._apply_router_updates()
@@ -150,7 +212,8 @@ class LanguageModelingModule(pl.LightningModule):
             layer.capture_for_fidelity = False
             if capture is None or capture.grad_TD is None:
                 continue
-            result = gradient_fidelity(layer, capture.x_TD, capture.grad_TD)
+            with unsharded(self.model.blocks[index]):
+                result = gradient_fidelity(layer, capture.x_TD, capture.grad_TD)
             self.log(f"moe/layer{index}/grad_fidelity_cos", result.cosine)
             self.log(f"moe/layer{index}/grad_norm_ratio", result.norm_ratio)
 
@@ -202,6 +265,37 @@ class LanguageModelingModule(pl.LightningModule):
         if layer.router_name == "default":
             writer.add_histogram(f"{prefix}/default_vector_norms", layer.default_vectors_ED.norm(dim=-1).float().cpu(),
                                  global_step=self.global_step)
+
+    # ----------------------------------------------------------- checkpoints
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of a different architecture with the mismatched keys named."""
+        saved = checkpoint.get("state_dict")
+        if not saved or self.model is None:
+            return  # sharded (distributed) checkpoints are checked by torch.distributed.checkpoint
+        own = self.state_dict()
+        missing = sorted(own.keys() - saved.keys())
+        unexpected = sorted(saved.keys() - own.keys())
+        reshaped = sorted(f"{k} {tuple(saved[k].shape)} vs {tuple(own[k].shape)}"
+                          for k in own.keys() & saved.keys() if tuple(saved[k].shape) != tuple(own[k].shape))
+        if not (missing or unexpected or reshaped):
+            return
+        saved_config = checkpoint.get("hyper_parameters", {}).get("config")
+        differing = []
+        if saved_config is not None:
+            saved_fields = vars(saved_config) if not isinstance(saved_config, dict) else saved_config
+            differing = [f"{k}: checkpoint {saved_fields[k]!r} vs config {getattr(self.config, k)!r}"
+                         for k in saved_fields if hasattr(self.config, k) and saved_fields[k] != getattr(self.config, k)]
+
+        def shorten(items: list[str]) -> str:
+            return ", ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
+
+        parts = [f"missing in checkpoint: {shorten(missing)}" if missing else "",
+                 f"not in this model: {shorten(unexpected)}" if unexpected else "",
+                 f"shape mismatch (checkpoint vs model): {shorten(reshaped)}" if reshaped else "",
+                 f"differing model config: {shorten(differing)}" if differing else ""]
+        raise UserInputError("the checkpoint was saved from a different model configuration; "
+                             + "; ".join(p for p in parts if p)
+                             + ". Use the config the checkpoint was trained with (its hparams.yaml / config.yaml)")
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self):

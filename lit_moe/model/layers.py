@@ -48,9 +48,16 @@ class CausalSelfAttention(nn.Module):
         self.head_dim = d_model // n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
+        self.max_seq_len, self.rope_theta = max_seq_len, rope_theta
         cos_SR, sin_SR = rope_tables(self.head_dim, max_seq_len, rope_theta)
         self.register_buffer("rope_cos", cos_SR, persistent=False)
         self.register_buffer("rope_sin", sin_SR, persistent=False)
+
+    @torch.no_grad()
+    def reset_rope(self) -> None:
+        cos_SR, sin_SR = rope_tables(self.head_dim, self.max_seq_len, self.rope_theta)
+        self.rope_cos.copy_(cos_SR)
+        self.rope_sin.copy_(sin_SR)
 
     def forward(self, x_BSD: torch.Tensor) -> torch.Tensor:
         batch, seq_len, d_model = x_BSD.shape

@@ -143,8 +143,8 @@ class MoELayer(nn.Module):
         if self.shared_experts is not None:
             y_TD = y_TD + self.shared_experts(x_TD)
         y_TD = y_TD.to(x_BSD.dtype)
-        if self.capture_for_fidelity and self.training and torch.is_grad_enabled():
-            self._capture(x_TD, y_TD)
+        if self.capture_for_fidelity and self.fidelity_capture is None and self.training and torch.is_grad_enabled():
+            self._capture(x_TD, y_TD)  # first forward of the step only (not checkpoint recomputes)
         return y_TD.view(*batch_shape, d_model), stats
 
     @staticmethod
@@ -155,7 +155,7 @@ class MoELayer(nn.Module):
 
     def _route(self, x_TD: torch.Tensor) -> tuple[RouterOutput, Optional[torch.Tensor]]:
         """Router output (and, for Default MoE on CUDA, the default term from the same fused kernel)."""
-        if self.backend != "triton" or not x_TD.is_cuda:
+        if self.backend != "triton" or self._kernels().resolve_impl("auto", x_TD) != "triton":
             return self.router(x_TD), None
         router = self.router
         logits_TE = x_TD.float() @ router.weight_ED.float().t()

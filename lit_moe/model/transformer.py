@@ -10,6 +10,7 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from lit_moe.model.config import MoETransformerConfig
 from lit_moe.model.experts import scaled_init_std
@@ -59,18 +60,29 @@ class MoETransformer(nn.Module):
             Block(config, use_moe=index >= config.first_k_dense) for index in range(config.n_layers))
         self.final_norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.activation_checkpointing = False  # recompute each block in backward (set by the trainer side)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """(Re)initialise every parameter and buffer; also materialises a model built on the meta
+        device after ``to_empty`` (works on FSDP2-sharded DTensor parameters)."""
         std = self.config.init_std
         residual_std = scaled_init_std(std, self.config.n_layers)
-        for name, param in self.named_parameters():
-            if param.dim() < 2:
-                continue  # norm gains keep their ones
-            is_residual_out = name.endswith(("attn.out.weight", "down.weight", "w_down_EFD"))
-            nn.init.normal_(param, std=residual_std if is_residual_out else std)
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                if param.dim() < 2:
+                    param.fill_(1.0)  # RMSNorm gains
+                    continue
+                is_residual_out = name.endswith(("attn.out.weight", "down.weight", "w_down_EFD"))
+                nn.init.normal_(param, std=residual_std if is_residual_out else std)
+            for module in self.modules():
+                if isinstance(module, CausalSelfAttention):
+                    module.reset_rope()
+                elif isinstance(module, MoELayer):
+                    module.default_vectors_ED.zero_()
+                    module.router.expert_bias_E.zero_()
 
     def moe_layers(self) -> dict[int, MoELayer]:
         return {i: block.mlp for i, block in enumerate(self.blocks) if isinstance(block.mlp, MoELayer)}
@@ -79,7 +91,10 @@ class MoETransformer(nn.Module):
         x_BSD = self.embed(tokens_BS)
         moe_stats: dict[int, MoEStats] = {}
         for index, block in enumerate(self.blocks):
-            x_BSD, stats = block(x_BSD)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                x_BSD, stats = checkpoint(block, x_BSD, use_reentrant=False)
+            else:
+                x_BSD, stats = block(x_BSD)
             if stats is not None:
                 moe_stats[index] = stats
         return TransformerOutput(self.lm_head(self.final_norm(x_BSD)), moe_stats)

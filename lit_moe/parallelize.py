@@ -1,0 +1,47 @@
+"""Apply parallelism from outside the model (torchtitan style): activation checkpointing per block
+and FSDP2 ``fully_shard`` per transformer block over the data-parallel mesh."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+
+from lit_moe.model.transformer import MoETransformer
+
+
+def parallelize(model: MoETransformer, device_mesh=None, activation_checkpointing: bool = False,
+                param_dtype: Optional[torch.dtype] = None) -> MoETransformer:
+    """Shard ``model`` with FSDP2 (one unit per block, plus the root) when a device mesh is given.
+
+    ``param_dtype`` (e.g. bf16) enables FSDP2's mixed-precision policy (fp32 reductions)."""
+    model.activation_checkpointing = activation_checkpointing
+    if device_mesh is None:
+        return model
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = device_mesh["data_parallel"] if device_mesh.mesh_dim_names else device_mesh
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else MixedPrecisionPolicy()
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
+    return model
+
+
+@contextmanager
+def unsharded(module: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily gather an FSDP2 unit's full parameters (no-op for unsharded modules)."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover
+        FSDPModule = ()  # noqa: N806
+    if isinstance(module, FSDPModule):
+        module.unshard()
+        try:
+            yield module
+        finally:
+            module.reshard()
+    else:
+        yield module
