@@ -13,6 +13,7 @@ from typing import Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_moe.errors import FrameworkError
 
@@ -53,6 +54,8 @@ def main(args: Optional[list[str]] = None) -> FrameworkCLI:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
+    except SIGTERMException as preempted:  # after PreemptionCheckpoint saved; 128 + SIGTERM for schedulers
+        raise SystemExit(preempted.code if isinstance(preempted.code, int) and preempted.code else 143) from None
     except Exception as error:  # jsonargparse wraps errors raised while instantiating classes
         user_error = _find_user_error(error)
         if user_error is None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from collections import defaultdict
 from dataclasses import replace
 from typing import Optional
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics.text import Perplexity
@@ -29,6 +31,27 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: 
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _capture_rng_states() -> dict:
+    kind, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    numpy_state = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                   "has_gauss": int(has_gauss), "cached_gauss": float(cached_gauss)}
+    # Plain tensors and builtins only, so checkpoints load with torch.load(weights_only=True).
+    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gauss"]))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class LanguageModelingModule(pl.LightningModule):
@@ -52,6 +75,9 @@ class LanguageModelingModule(pl.LightningModule):
         activation_checkpointing: Recompute each transformer block in the backward pass.
         max_consecutive_nonfinite: A step whose loss or gradient is not finite is skipped (and counted
             as ``train/skipped_steps``); after this many in a row the run saves a checkpoint and stops.
+        meta_init: Under FSDP2 (ModelParallelStrategy), build the model on the meta device and
+            initialise each shard in place (fast, little memory). ``False`` builds and initialises the
+            full model on every rank first: the same initial weights as a single-process run.
     """
 
     def __init__(
@@ -68,6 +94,7 @@ class LanguageModelingModule(pl.LightningModule):
         log_histograms: bool = True,
         activation_checkpointing: bool = False,
         max_consecutive_nonfinite: int = 5,
+        meta_init: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -82,6 +109,7 @@ class LanguageModelingModule(pl.LightningModule):
         self.log_histograms = log_histograms
         self.activation_checkpointing = activation_checkpointing
         self.max_consecutive_nonfinite = max_consecutive_nonfinite
+        self.meta_init = meta_init
         self.model: Optional[MoETransformer] = None
         self.skipped_steps = 0
         self._consecutive_nonfinite = 0
@@ -114,9 +142,12 @@ class LanguageModelingModule(pl.LightningModule):
         if mesh is None:
             self.model = parallelize(MoETransformer(self.config), activation_checkpointing=self.activation_checkpointing)
             return
+        param_dtype = torch.bfloat16 if self.trainer.precision in ("bf16-mixed", "bf16-true") else None
+        if not self.meta_init:
+            self.model = parallelize(MoETransformer(self.config), mesh, self.activation_checkpointing, param_dtype)
+            return
         with torch.device("meta"):
             model = MoETransformer(self.config)
-        param_dtype = torch.bfloat16 if self.trainer.precision in ("bf16-mixed", "bf16-true") else None
         parallelize(model, mesh, self.activation_checkpointing, param_dtype=param_dtype)
         model.to_empty(device=self.trainer.strategy.root_device)
         model.reset_parameters()
@@ -267,8 +298,13 @@ class LanguageModelingModule(pl.LightningModule):
                                  global_step=self.global_step)
 
     # ----------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = _capture_rng_states()
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse a checkpoint of a different architecture with the mismatched keys named."""
+        """Restore RNG states; refuse a checkpoint of a different architecture, naming the keys."""
+        if "rng_states" in checkpoint:
+            _restore_rng_states(checkpoint["rng_states"])
         saved = checkpoint.get("state_dict")
         if not saved or self.model is None:
             return  # sharded (distributed) checkpoints are checked by torch.distributed.checkpoint

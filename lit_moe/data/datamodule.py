@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lit_moe.data.corpus import builtin_documents, split_documents
+from lit_moe.data.sampler import ResumableSampler
 from lit_moe.data.packing import PackedSequences, StreamingPackedSequences, pack_documents
 from lit_moe.data.tokenizers import ByteTokenizer, TextTokenizer, load_tokenizer_file, train_bpe
 from lit_moe.errors import UserInputError
@@ -54,6 +55,8 @@ class TextDataModule(pl.LightningDataModule):
         batch_size: Sequences per batch per device.
         val_fraction: Share of each document held out for validation (built-in and files sources).
         num_workers: DataLoader worker processes.
+        shuffle: Shuffle training sequences (a fresh deterministic order per epoch from ``seed``).
+        seed: Seed of the shuffling order; a resumed run continues the same order mid-epoch.
     """
 
     def __init__(
@@ -75,6 +78,8 @@ class TextDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         val_fraction: float = 0.1,
         num_workers: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.source = source
@@ -91,6 +96,8 @@ class TextDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.val_fraction = val_fraction
         self.num_workers = num_workers
+        self.shuffle = shuffle
+        self.seed = seed
         self.train_dataset = self.val_dataset = None
         self._validate_arguments()
         self.file_format = file_format or (_infer_format(self.train_files + self.val_files) if source == "files" else None)
@@ -203,9 +210,25 @@ class TextDataModule(pl.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        shuffle = isinstance(self.train_dataset, PackedSequences)
-        return DataLoader(self.train_dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=True,
+        if not isinstance(self.train_dataset, PackedSequences):  # streamed: sharded in the dataset itself
+            return DataLoader(self.train_dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0)
+        rank, world = self._rank_and_world()
+        sampler = ResumableSampler(self.train_dataset, world, rank, shuffle=self.shuffle, seed=self.seed)
+        self._fast_forward(sampler)
+        return DataLoader(self.train_dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def _fast_forward(self, sampler: ResumableSampler) -> None:
+        """On resume, skip the batches the checkpointed run already trained on (checkpoints are
+        taken at optimizer-step boundaries: global_step x accumulate_grad_batches batches per rank)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.global_step == 0:
+            return
+        batches_per_epoch = len(sampler) // self.batch_size
+        consumed = trainer.global_step * trainer.accumulate_grad_batches
+        epoch, batch_in_epoch = divmod(consumed, max(batches_per_epoch, 1))
+        sampler.fast_forward(epoch, batch_in_epoch * self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_dataset, batch_size=self.batch_size, shuffle=False,

@@ -117,7 +117,7 @@ class MoELayer(nn.Module):
             want_sums = self.router_name == "default" and self.training
             result = self._kernels().grouped_swiglu(
                 x_TD, self.experts.w_gate_EDF, self.experts.w_up_EDF, self.experts.w_down_EFD, dispatch.offsets_E,
-                dispatch.token_of_slot_S, weight_S, return_sums=want_sums)
+                dispatch.token_of_slot_S, weight_S, return_sums=want_sums, slot_order_S=dispatch.slot_order_S)
             y_TD, default_sums_ED = result if want_sums else (result, None)
         else:
             raw_SD = self.experts.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
