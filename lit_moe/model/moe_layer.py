@@ -130,7 +130,7 @@ class MoELayer(nn.Module):
             y_TD = y_TD + self._default_term(routing, fused_default_TD).to(y_TD.dtype)
             if self.training:
                 if default_sums_ED is None:
-                    default_sums_ED = torch.zeros_like(self.default_vectors_ED).index_add(
+                    default_sums_ED = torch.zeros_like(self.default_vectors_ED, dtype=torch.float32).index_add(
                         0, dispatch.expert_of_slot_S, raw_SD.detach().float())
                 stats.default_sums_ED = default_sums_ED
                 stats.default_counts_E = dispatch.counts_E.float()
@@ -224,6 +224,14 @@ class MoELayer(nn.Module):
             capture.grad_TD = grad_TD.detach()
 
         y_TD.register_hook(store_grad)
+
+    def _apply(self, fn, recurse: bool = True):
+        """Keep the router state (default vectors, balancing biases) in fp32 whatever the module dtype
+        (``bf16-true`` casts buffers; an EMA of small updates would stall in bf16)."""
+        super()._apply(fn, recurse)
+        self.default_vectors_ED = self.default_vectors_ED.float()
+        self.router.expert_bias_E = self.router.expert_bias_E.float()
+        return self
 
     # ------------------------------------------------------------- state update
     @torch.no_grad()

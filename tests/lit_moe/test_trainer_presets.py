@@ -1,0 +1,92 @@
+"""configs/trainer presets compose with experiment configs and mean what they say."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from jsonargparse import ArgumentParser
+from lightning.pytorch.strategies import Strategy
+
+from cli import main
+from lit_moe.model import MoETransformer, MoETransformerConfig
+from lit_moe.model.transformer import Block
+from tests.conftest import REPO_ROOT
+from tests.lit_moe.cli_helpers import TINY_CONFIG, small_run_args
+
+PRESETS = sorted(p.name for p in (REPO_ROOT / "configs/trainer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_composes_with_the_tiny_config(preset, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", TINY_CONFIG, "--config", str(REPO_ROOT / "configs/trainer" / preset), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    preset_values = yaml.safe_load((REPO_ROOT / "configs/trainer" / preset).read_text())
+    for section, values in preset_values.items():
+        if section == "model":
+            section_printed, values = printed["model"]["init_args"], values["init_args"]
+        else:
+            section_printed = printed[section]
+        for key, value in values.items():
+            got = section_printed[key]
+            if isinstance(value, dict):
+                assert got["class_path"] == value["class_path"]
+            else:
+                assert got == value, f"{preset}: {section}.{key}"
+
+
+def test_fsdp_preset_resolves_the_wrap_policy_class_path():
+    raw = yaml.safe_load((REPO_ROOT / "configs/trainer/fsdp_gpu.yaml").read_text())["trainer"]["strategy"]
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(Strategy, "strategy")
+    strategy = parser.instantiate_classes(parser.parse_object({"strategy": raw})).strategy
+    assert Block in strategy.kwargs["auto_wrap_policy"]._module_classes
+    assert Block in strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes
+    assert strategy.sharding_strategy.name == "FULL_SHARD"
+
+
+def test_activation_checkpointing_gives_identical_loss_and_gradients():
+    torch.manual_seed(0)
+    config = MoETransformerConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=2, num_experts=4, top_k=2,
+                                  d_expert=32, router="default", max_seq_len=16)
+    plain = MoETransformer(config)
+    checkpointed = MoETransformer(config)
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.activation_checkpointing = True
+    tokens = torch.randint(0, 64, (2, 16))
+    for model in (plain, checkpointed):
+        for layer in model.moe_layers().values():
+            layer.capture_for_fidelity = True
+        out = model(tokens)
+        (out.logits_BSV.float().logsumexp(-1).mean() + out.auxiliary_loss()).backward()
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+    for layer_a, layer_b in zip(plain.moe_layers().values(), checkpointed.moe_layers().values()):
+        assert layer_b.fidelity_capture.grad_TD is not None
+        torch.testing.assert_close(layer_a.fidelity_capture.grad_TD, layer_b.fidelity_capture.grad_TD)
+
+
+def test_gradient_accumulation_updates_defaults_once_per_optimizer_step(tmp_path):
+    """2 micro-batches of 4 sequences == 1 batch of 8 for the default vectors (aux loss off)."""
+    states = {}
+    for name, batch, accumulate in (("full", "8", "1"), ("accumulated", "4", "2")):
+        prefix = tmp_path / name
+        main(["fit", "--config", TINY_CONFIG, *small_run_args(tmp_path / name, max_steps=3),
+              "--data.init_args.batch_size", batch, "--trainer.accumulate_grad_batches", accumulate,
+              "--data.init_args.shuffle", "false", "--model.init_args.config.aux_loss_coef", "0",
+              "--trainer.callbacks+=tests.lit_moe.recording_callbacks.SaveRouterStateAtEnd",
+              "--trainer.callbacks.prefix", str(prefix)])
+        states[name] = torch.load(f"{prefix}.rank0.pt")
+    for key, value in states["full"].items():
+        torch.testing.assert_close(states["accumulated"][key], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["bf16_mixed.yaml", "bf16_true.yaml"])
+def test_bf16_presets_train(tmp_path, preset):
+    cli = main(["fit", "--config", TINY_CONFIG, "--config", str(REPO_ROOT / "configs/trainer" / preset),
+                *small_run_args(tmp_path, max_steps=3)])
+    assert cli.trainer.global_step == 3
+    for layer in cli.model.model.moe_layers().values():
+        assert torch.isfinite(layer.default_vectors_ED).all() and layer.default_vectors_ED.norm() > 0
