@@ -129,7 +129,11 @@ def main() -> None:
                         help="also time this many consecutive steps of the windowed recipe (e.g. 150)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true", help="only the windowed recipe (GPU target run)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default); 1 is steadier when other jobs share the cores")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.torch_dtype = getattr(torch, args.dtype)
     device = torch.device(args.device)
 
@@ -149,9 +153,11 @@ def main() -> None:
         for recipe in recipes:
             recipe.step()
     times = {recipe.name: [] for recipe in recipes}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for recipe in recipes:  # interleaved: both see the same machine state
             times[recipe.name].append(timed_step(recipe, device))
+        print(f"  repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{t[-1] * 1e3:.0f} ms" for t in times.values()),
+              flush=True)
     memory = {recipe.name: peak_step_memory(recipe, device, args.memory_steps) for recipe in recipes}
 
     print(f"\n{'recipe':<26} {'median step':>12} {'min':>8} {'trainable':>12} {'peak step memory':>17}")

@@ -42,9 +42,9 @@ class MoETransformerConfig:
         aux_loss_coef: Switch load-balancing loss weight (alpha); 0 disables it.
         z_loss_coef: Router z-loss weight; 0 disables it.
         bias_update_rate: Aux-loss-free balancing step u (DeepSeek-V3); 0 disables the biases.
-        backend: Expert computation: ``loop`` (per-expert matmuls over sorted tokens),
-            ``grouped_mm`` (``torch._grouped_mm``), ``triton`` (fused kernels on CUDA; reference
-            math on CPU).
+        backend: Expert computation: ``loop`` (reference: per-expert matmuls over sorted tokens),
+            ``grouped_mm`` (``torch._grouped_mm``), ``triton`` (the fused kernels of ``kernels/`` on
+            CUDA; on CPU the same entry points run a memory-lean torch implementation).
         tie_embeddings: Share the input embedding with the output projection.
         init_std: Standard deviation of the normal weight initialisation.
     """

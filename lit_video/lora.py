@@ -1,0 +1,174 @@
+"""LoRA on a chosen part of the video UNet (peft), switching it on and off, and saving it.
+
+Target presets select ``nn.Linear`` layers by module-name regex, for both UNet kinds:
+
+=================  ======================================================================
+preset             layers
+=================  ======================================================================
+temporal_attn      q/k/v/out of attn1 and attn2 of the temporal transformers (default)
+temporal_attn1     q/k/v/out of attn1 of the temporal transformers
+temporal_all       every linear of the temporal transformers (proj_in/out, attention, FF)
+spatial_all        every linear of the spatial transformers (MotionDirector's spatial LoRA)
+=================  ======================================================================
+
+The ``motion_director`` recipe uses two adapters: ``spatial`` (spatial_all) and ``temporal``
+(temporal_all). In both UNet3D transformer kinds attn1 and attn2 of a temporal block are
+self-attention over frames (spec §4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Iterator, Literal, Optional
+
+import torch
+from torch import nn
+
+from lit_video.errors import VideoInputError
+
+LoraPreset = Literal["temporal_attn", "temporal_attn1", "temporal_all", "spatial_all"]
+
+# Temporal transformers: UNet3D's transformer_in and temp_attentions.N; AnimateDiff's motion_modules.N.
+_TEMPORAL = r"(?:^|.*\.)(?:transformer_in|temp_attentions\.\d+|motion_modules\.\d+)"
+_SPATIAL = r"(?:^|.*\.)attentions\.\d+"
+_ATTN_PROJ = r"(?:to_q|to_k|to_v|to_out\.0)"
+
+PRESET_PATTERNS: dict[str, str] = {
+    "temporal_attn": _TEMPORAL + r"\.transformer_blocks\.\d+\.attn[12]\." + _ATTN_PROJ,
+    "temporal_attn1": _TEMPORAL + r"\.transformer_blocks\.\d+\.attn1\." + _ATTN_PROJ,
+    "temporal_all": _TEMPORAL + r"\..+",
+    "spatial_all": _SPATIAL + r"\..+",
+}
+
+
+def target_module_names(model: nn.Module, preset: str) -> list[str]:
+    """Names of the ``nn.Linear`` layers of ``model`` that ``preset`` selects."""
+    if preset not in PRESET_PATTERNS:
+        raise VideoInputError(f"unknown LoRA target preset {preset!r}: use one of {sorted(PRESET_PATTERNS)}")
+    pattern = re.compile(PRESET_PATTERNS[preset])
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and pattern.fullmatch(name)]
+
+
+def inject_lora(model: nn.Module, preset: str, adapter_name: str, rank: int, alpha: Optional[float] = None,
+                dropout: float = 0.0) -> list[str]:
+    """Adds a LoRA adapter (B = 0 at init, so outputs are unchanged) to the preset's layers.
+
+    Returns the wrapped layer names. Only the new adapter's parameters require gradients.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    names = target_module_names(model, preset)
+    if not names:
+        raise VideoInputError(f"LoRA preset {preset!r} matches no linear layer of {type(model).__name__}")
+    config = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, lora_dropout=dropout,
+                        target_modules=names, init_lora_weights=True)
+    with warnings.catch_warnings():  # "multiple adapters": intended for the spatial + temporal baseline
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        inject_adapter_in_model(config, model, adapter_name=adapter_name)
+    for layer in lora_layers(model):  # peft activates only the newest adapter model-wide: keep every one on
+        layer.set_adapter(list(layer.lora_A.keys()))
+    own = set(map(id, lora_parameters(model, adapter_name)))
+    for name, parameter in model.named_parameters():
+        if id(parameter) in own:
+            parameter.requires_grad_(True)
+        elif ".lora_A." not in name and ".lora_B." not in name:  # base weights; other adapters keep theirs
+            parameter.requires_grad_(False)
+    return names
+
+
+def lora_layers(model: nn.Module, adapter_name: Optional[str] = None) -> Iterator[nn.Module]:
+    """peft tuner layers of ``model`` (optionally only those carrying ``adapter_name``)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer) and (adapter_name is None or adapter_name in module.lora_A):
+            yield module
+
+
+def lora_parameters(model: nn.Module, adapter_name: str) -> list[nn.Parameter]:
+    return [p for n, p in model.named_parameters()
+            if f".lora_A.{adapter_name}." in n or f".lora_B.{adapter_name}." in n]
+
+
+def lora_is_enabled(model: nn.Module, adapter_name: Optional[str] = None) -> bool:
+    """True if any tuner layer (of ``adapter_name``) currently applies its adapters."""
+    return any(not layer.disable_adapters for layer in lora_layers(model, adapter_name))
+
+
+@contextlib.contextmanager
+def lora_enabled(model: nn.Module, enabled: bool, adapter_name: Optional[str] = None):
+    """Switches the LoRA layers (of one adapter) on or off inside the block, restoring state after.
+
+    peft's ``enable_adapters`` also flips ``requires_grad``; that is restored too, so toggling
+    during training or sampling never changes what the optimizer trains.
+    """
+    layers = list(lora_layers(model, adapter_name))
+    was_disabled = [layer.disable_adapters for layer in layers]
+    requires_grad = {p: p.requires_grad for layer in layers for p in layer.parameters()}
+    try:
+        for layer in layers:
+            layer.enable_adapters(enabled)
+        yield
+    finally:
+        for layer, disabled in zip(layers, was_disabled):
+            layer.enable_adapters(not disabled)
+        for parameter, flag in requires_grad.items():
+            parameter.requires_grad_(flag)
+
+
+def lora_state_dict(model: nn.Module, adapter_name: str, prefix: str = "unet") -> dict[str, torch.Tensor]:
+    """The adapter's weights under diffusers' peft-format keys: ``unet.<layer>.lora_A.weight``."""
+    state = {}
+    for name, tensor in model.state_dict().items():
+        for part in ("lora_A", "lora_B"):
+            marker = f".{part}.{adapter_name}."
+            if marker in name:
+                state[f"{prefix}.{name.replace(marker, f'.{part}.')}"] = tensor.detach().cpu().contiguous()
+    return state
+
+
+def save_lora_safetensors(model: nn.Module, adapter_names: list[str], path: str | Path, prefix: str = "unet") -> Path:
+    """Writes the adapters (merged into one file) as ``pytorch_lora_weights.safetensors``-style weights.
+
+    Keys and metadata follow diffusers' own writer (``unet.``-prefixed peft keys; rank, alpha and
+    targets under ``lora_adapter_metadata``), so ``AnimateDiffPipeline.load_lora_weights``,
+    ``UNetMotionModel.load_lora_adapter`` and ``lora_state_dict`` read it; for UNet3D use
+    ``load_lora_with_diffusers``.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state, targets, rank, alpha = {}, [], None, None
+    for adapter_name in adapter_names:
+        state.update(lora_state_dict(model, adapter_name, prefix))
+        for layer in lora_layers(model, adapter_name):
+            rank = layer.r[adapter_name]
+            alpha = layer.lora_alpha[adapter_name]
+    targets = sorted({key[len(prefix) + 1:].rsplit(".lora_", 1)[0] for key in state})
+    config = {"r": rank, "lora_alpha": alpha, "target_modules": targets, "init_lora_weights": True}
+    metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(
+        {f"{prefix}.{key}": value for key, value in config.items()}, sort_keys=True)}
+    save_file(state, str(path), metadata=metadata)
+    return path
+
+
+def load_lora_with_diffusers(unet: nn.Module, path: str | Path, adapter_name: str = "default") -> nn.Module:
+    """Loads our safetensors into a plain diffusers UNet with diffusers' own ``load_lora_adapter``.
+
+    ``UNetMotionModel`` (AnimateDiff) has the loader; ``UNet3DConditionModel`` (ModelScope /
+    ZeroScope) lacks ``PeftAdapterMixin`` in diffusers 0.42, so its class is extended with it
+    in place (same weights, same forward).
+    """
+    from diffusers.loaders.peft import PeftAdapterMixin
+
+    if not isinstance(unet, PeftAdapterMixin):
+        unet.__class__ = type(f"{type(unet).__name__}WithAdapters", (type(unet), PeftAdapterMixin), {})
+    path = Path(path)
+    unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name=adapter_name)
+    return unet

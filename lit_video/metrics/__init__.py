@@ -1,0 +1,7 @@
+"""Video metrics: CLIP text–frame score, temporal consistency, motion fidelity on point tracks."""
+
+from lit_video.metrics.clip_score import CLIPVideoScorer, build_tiny_clip
+from lit_video.metrics.motion_fidelity import motion_fidelity_score, track_correlations, video_motion_fidelity
+
+__all__ = ["CLIPVideoScorer", "build_tiny_clip", "motion_fidelity_score", "track_correlations",
+           "video_motion_fidelity"]

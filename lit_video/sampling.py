@@ -1,0 +1,72 @@
+"""Text-to-video sampling: classifier-free guidance, per-step prompt choice, per-step LoRA switch.
+
+The recipe's inference (spec §2) is ``lora_active = lambda t: t >= t*``; the probe (spec §1) uses
+``text_for_step = lambda t: new if t in window else source``. Both are plain functions of the
+training-axis timestep, so they do not depend on the number of inference steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Optional
+
+import torch
+
+from lit_video.components import VideoDiffusionComponents
+from lit_video.ddim import DDIMSchedule, Denoiser, ddim_sample
+from lit_video.lora import lora_enabled
+
+
+def guided_denoiser(components: VideoDiffusionComponents, text_for_step: Callable[[int], torch.Tensor],
+                    negative_text: Optional[torch.Tensor], guidance_scale: float,
+                    lora_active: Optional[Callable[[int], bool]] = None) -> Denoiser:
+    """A DDIM denoiser: ε_u + g·(ε_c − ε_u) with the conditional text chosen per timestep.
+
+    Args:
+        components: The model.
+        text_for_step: timestep → conditional text embeddings (B, L, D).
+        negative_text: Unconditional/negative embeddings (B, L, D); unused when ``guidance_scale`` is 1.
+        guidance_scale: CFG scale g; 1 runs only the conditional branch.
+        lora_active: timestep → whether the LoRA adapters apply at that step; ``None`` leaves them as
+            they are.
+    """
+
+    def denoise(latents: torch.Tensor, timestep: int) -> torch.Tensor:
+        text = text_for_step(timestep)
+        switch = lora_enabled(components.unet, lora_active(timestep)) if lora_active else contextlib.nullcontext()
+        with switch:
+            if guidance_scale == 1.0:
+                t = torch.full((latents.shape[0],), timestep, device=latents.device)
+                return components.predict(latents, t, text)
+            t = torch.full((2 * latents.shape[0],), timestep, device=latents.device)
+            output = components.predict(torch.cat([latents, latents]), t, torch.cat([negative_text, text]))
+            unconditional, conditional = output.chunk(2)
+            return unconditional + guidance_scale * (conditional - unconditional)
+
+    return denoise
+
+
+def initial_noise(components: VideoDiffusionComponents, batch_size: int, num_frames: int, height: int, width: int,
+                  seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """z_T ~ N(0, I) of shape (B, c, F, H/s, W/s), reproducible from ``seed`` on any device."""
+    channels = components.unet.config.in_channels
+    scale = components.vae_scale_factor
+    generator = torch.Generator("cpu").manual_seed(seed)
+    noise = torch.randn((batch_size, channels, num_frames, height // scale, width // scale), generator=generator)
+    return noise.to(device)
+
+
+@torch.no_grad()
+def generate_video(components: VideoDiffusionComponents, prompts: list[str], num_frames: int, height: int,
+                   width: int, num_inference_steps: int = 30, guidance_scale: float = 12.0,
+                   negative_prompt: str = "", lora_active: Optional[Callable[[int], bool]] = None,
+                   seed: int = 0) -> torch.Tensor:
+    """DDIM + CFG text-to-video; returns pixels in [-1, 1] of shape (B, 3, F, H, W)."""
+    device = next(components.unet.parameters()).device
+    text = components.encode_prompts(prompts).to(device)
+    negative = components.encode_prompts([negative_prompt] * len(prompts)).to(device)
+    schedule = DDIMSchedule.from_scheduler(components.scheduler, num_inference_steps)
+    denoise = guided_denoiser(components, lambda t: text, negative, guidance_scale, lora_active)
+    latents = initial_noise(components, len(prompts), num_frames, height, width, seed, device)
+    latents = ddim_sample(denoise, latents.to(text.dtype), schedule)
+    return components.decode_latents(latents)
