@@ -90,3 +90,29 @@ def test_bf16_presets_train(tmp_path, preset):
     assert cli.trainer.global_step == 3
     for layer in cli.model.model.moe_layers().values():
         assert torch.isfinite(layer.default_vectors_ED).all() and layer.default_vectors_ED.norm() > 0
+
+
+def test_aux_loss_is_computed_per_micro_batch():
+    """Under gradient accumulation (and per rank) the Switch loss uses each micro-batch's own load
+    fractions f_i and mean probabilities P_i; Lightning averages the micro-batch losses."""
+    from lit_moe.module import LanguageModelingModule
+
+    torch.manual_seed(0)
+    module = LanguageModelingModule(MoETransformerConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=2,
+                                                         num_experts=4, top_k=1, d_expert=16, max_seq_len=16))
+    module.configure_model()
+    module.log = lambda *args, **kwargs: None
+    tokens = torch.randint(0, 64, (8, 17))
+    micro_batches = [(tokens[:4, :-1], tokens[:4, 1:]), (tokens[4:, :-1], tokens[4:, 1:])]
+    full_batch = (tokens[:, :-1], tokens[:, 1:])
+
+    def aux_of(batch):
+        return module.model(batch[0]).auxiliary_loss()
+
+    for batch in micro_batches:
+        loss = module.training_step(batch, 0)
+        lm = torch.nn.functional.cross_entropy(module.model(batch[0]).logits_BSV.flatten(0, 1), batch[1].flatten())
+        torch.testing.assert_close(loss, lm + aux_of(batch))
+    per_micro_batch_mean = (aux_of(micro_batches[0]) + aux_of(micro_batches[1])) / 2
+    assert not torch.allclose(per_micro_batch_mean, aux_of(full_batch))  # f_i P_i is not linear in the batch
+    assert len(module._pending_stats[0]) == 2  # the EMA statistics, in contrast, are summed once per step
