@@ -11,15 +11,18 @@ Shape legend: F frames, N points, H/W height/width, K patch or search offsets.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 
 
-class PointTracker:
+class PointTracker(abc.ABC):
     """Interface: ``track(video_F3HW in [0, 1], queries_N2 as (x, y) pixels in frame 0) → (F, N, 2)``."""
 
+    @abc.abstractmethod
     def track(self, video_F3HW: torch.Tensor, queries_N2: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Positions (x, y) of every query point in every frame."""
 
 
 def grid_queries(height: int, width: int, grid_size: int, margin_fraction: float = 0.1) -> torch.Tensor:
