@@ -69,6 +69,23 @@ def expert_group_means(raw_TKD: torch.Tensor, expert_idx_TK: torch.Tensor, num_e
     return means_QD.view(num_experts, num_experts, d_model)
 
 
+def expert_group_means_sorted(raw_SD: torch.Tensor, dispatch: Dispatch, expert_idx_TK: torch.Tensor,
+                              num_experts: int) -> torch.Tensor:
+    """``expert_group_means`` computed straight from expert-sorted slots (no unsorting gather, whose
+    accumulating backward dominates on CPU): slot s of expert i adds E_i(x_t) to cell (j, i) for
+    every other expert j selected by its token t."""
+    num_cells = num_experts * num_experts
+    expert_S1 = dispatch.expert_of_slot_S.unsqueeze(-1)
+    partner_SK = expert_idx_TK.index_select(0, dispatch.token_of_slot_S)
+    cell_SK = torch.where(partner_SK == expert_S1, num_cells, partner_SK * num_experts + expert_S1)  # own: dummy
+    sums_QD = raw_SD.new_zeros(num_cells + 1, raw_SD.shape[-1])
+    for k in range(expert_idx_TK.shape[1]):
+        sums_QD = sums_QD.index_add(0, cell_SK[:, k], raw_SD)
+    counts_Q = torch.bincount(cell_SK.reshape(-1), minlength=num_cells + 1).to(raw_SD.dtype)
+    means_QD = sums_QD[:num_cells] / counts_Q[:num_cells].clamp(min=1).unsqueeze(-1)
+    return means_QD.view(num_experts, num_experts, -1)
+
+
 def grouped_matmul(a_SX: torch.Tensor, b_EXY: torch.Tensor, dispatch: Dispatch, backend: str) -> torch.Tensor:
     """out[s] = a[s] @ b[expert_of_slot[s]] for expert-sorted slots."""
     if backend == "grouped_mm":
@@ -186,18 +203,17 @@ class MoELayer(nn.Module):
 
     def _expert_group_term(self, routing: RouterOutput, dispatch: Dispatch, raw_SD: torch.Tensor) -> torch.Tensor:
         num_tokens = routing.expert_idx_TK.shape[0]
-        if self.backend == "triton":  # scatter (atomic adds) + gather kernels; references on CPU
+        if self.backend == "triton" and self._kernels().resolve_impl("auto", raw_SD) == "triton":
+            # scatter (atomic adds) + gather kernels on CUDA; the torch path below elsewhere
             kernels = self._kernels()
             means_EED, _ = kernels.expert_group_scatter(raw_SD, dispatch.token_of_slot_S, dispatch.expert_of_slot_S,
                                                         routing.expert_idx_TK, self.num_experts)
             return kernels.expert_group_gather(routing.unselected_probs(), means_EED, dispatch.token_of_slot_S,
                                                dispatch.offsets_E, self.top_k)
-        inverse_order_S = torch.argsort(dispatch.slot_order_S)
-        raw_TKD = raw_SD[inverse_order_S].view(num_tokens, self.top_k, -1).float()
-        means_EED = expert_group_means(raw_TKD, routing.expert_idx_TK, self.num_experts)
-        unselected_SE = routing.unselected_probs()[dispatch.token_of_slot_S]
+        means_EED = expert_group_means_sorted(raw_SD.float(), dispatch, routing.expert_idx_TK, self.num_experts)
+        unselected_SE = routing.unselected_probs().index_select(0, dispatch.token_of_slot_S)
         estimate_SD = grouped_matmul(unselected_SE, means_EED, dispatch, self.backend)
-        return torch.zeros_like(raw_TKD[:, 0]).index_add(
+        return estimate_SD.new_zeros(num_tokens, estimate_SD.shape[-1]).index_add(
             0, dispatch.token_of_slot_S, estimate_SD) / self.top_k
 
     def _routing_stats(self, routing: RouterOutput, dispatch: Dispatch) -> MoEStats:

@@ -135,3 +135,17 @@ def test_expert_group_term_sends_gradient_to_expert_weights():
     (layer(x_TD)[0] * g_TD).sum().backward()
     (topk(x_TD)[0] * g_TD).sum().backward()
     assert not torch.allclose(layer.experts.w_down_EFD.grad, topk.experts.w_down_EFD.grad)
+
+
+def test_sorted_expert_group_means_match_the_reference():
+    from lit_moe.model.experts import Dispatch
+    from lit_moe.model.moe_layer import expert_group_means_sorted
+
+    torch.manual_seed(1)
+    for num_tokens, top_k, num_experts in ((23, 3, 5), (9, 1, 4), (11, 4, 4)):
+        idx_TK = torch.stack([torch.randperm(num_experts)[:top_k] for _ in range(num_tokens)])
+        raw_TKD = torch.randn(num_tokens, top_k, 6)
+        dispatch = Dispatch.from_indices(idx_TK, num_experts)
+        raw_SD = raw_TKD.reshape(-1, 6)[dispatch.slot_order_S]
+        torch.testing.assert_close(expert_group_means_sorted(raw_SD, dispatch, idx_TK, num_experts),
+                                   expert_group_means(raw_TKD, idx_TK, num_experts))
