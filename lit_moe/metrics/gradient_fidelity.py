@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from lit_moe.model.experts import Dispatch
-from lit_moe.model.moe_layer import MoELayer, expert_group_means
+from lit_moe.model.moe_layer import MoELayer, expert_group_means_sorted
 
 
 @dataclass
@@ -45,12 +45,10 @@ def _estimate_scores(layer: MoELayer, x_TD: torch.Tensor, g_TD: torch.Tensor, ex
     if layer.router_name == "default":
         return g_TD.float() @ layer.default_vectors_ED.float().t()
     # expert_group: u_ti = (1/K) sum_{j in A_t} <g_t, mu[j, i]>
-    num_tokens, top_k = expert_idx_TK.shape
-    dispatch = Dispatch.from_indices(expert_idx_TK, layer.num_experts)
-    raw_SD = layer.experts.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
-    raw_TKD = raw_SD[torch.argsort(dispatch.slot_order_S)].view(num_tokens, top_k, -1).float()
-    means_EED = expert_group_means(raw_TKD, expert_idx_TK, layer.num_experts)
-    num_experts = layer.num_experts
+    num_tokens, num_experts = expert_idx_TK.shape[0], layer.num_experts
+    dispatch = Dispatch.from_indices(expert_idx_TK, num_experts)
+    raw_SD = layer.experts.forward_sorted(x_TD.index_select(0, dispatch.token_of_slot_S), dispatch)
+    means_EED = expert_group_means_sorted(raw_SD.float(), dispatch, expert_idx_TK, num_experts)
     projected_TJI = (g_TD.float() @ means_EED.reshape(num_experts * num_experts, -1).t()).view(
         num_tokens, num_experts, num_experts)
     return projected_TJI.gather(1, expert_idx_TK.unsqueeze(-1).expand(-1, -1, num_experts)).mean(1)
