@@ -15,8 +15,10 @@ weight gradient of a grouped GEMM (one program per expert and output tile, no at
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import types
+from typing import Optional
 
 import torch
 
@@ -47,23 +49,24 @@ def triton_usable(*tensors: torch.Tensor) -> bool:
     return interpreting() or all(t.is_cuda for t in tensors)
 
 
-_FORCED_IMPL: list[str] = []
+# Context-local (thread- and task-safe), not module-global: what ``impl='auto'`` resolves to, if forced.
+_forced_impl: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("kernels_forced_impl", default=None)
 
 
 @contextlib.contextmanager
 def force_impl(impl: str):
     """Make ``impl='auto'`` mean ``impl`` inside the block (tests run whole layers on the kernels)."""
-    _FORCED_IMPL.append(impl)
+    token = _forced_impl.set(impl)
     try:
         yield
     finally:
-        _FORCED_IMPL.pop()
+        _forced_impl.reset(token)
 
 
 def resolve_impl(impl: str, *tensors: torch.Tensor) -> str:
     """``auto`` -> ``triton`` on CUDA tensors, ``reference`` otherwise; explicit choices are checked."""
-    if impl == "auto" and _FORCED_IMPL:
-        impl = _FORCED_IMPL[-1]
+    if impl == "auto" and _forced_impl.get() is not None:
+        impl = _forced_impl.get()
     if impl == "auto":
         return "triton" if HAS_TRITON and all(t.is_cuda for t in tensors) else "reference"
     if impl == "triton" and not triton_usable(*tensors):

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from lit_moe.model.experts import Dispatch
-from lit_moe.model.moe_layer import MoELayer, expert_group_means_sorted
+from lit_moe.model.expert_group import expert_group_means_sorted
+from lit_moe.model.moe_layer import MoELayer
 
 
 @dataclass
@@ -47,7 +48,7 @@ def _estimate_scores(layer: MoELayer, x_TD: torch.Tensor, g_TD: torch.Tensor, ex
     # expert_group: u_ti = (1/K) sum_{j in A_t} <g_t, mu[j, i]>
     num_tokens, num_experts = expert_idx_TK.shape[0], layer.num_experts
     dispatch = Dispatch.from_indices(expert_idx_TK, num_experts)
-    raw_SD = layer.experts.forward_sorted(x_TD.index_select(0, dispatch.token_of_slot_S), dispatch)
+    raw_SD = layer.experts.forward_tokens(x_TD, dispatch)
     means_EED = expert_group_means_sorted(raw_SD.float(), dispatch, expert_idx_TK, num_experts)
     projected_TJI = (g_TD.float() @ means_EED.reshape(num_experts * num_experts, -1).t()).view(
         num_tokens, num_experts, num_experts)

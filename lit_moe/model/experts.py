@@ -106,6 +106,16 @@ class SwiGLUExperts(nn.Module):
             return grouped_swiglu(x_SD, *weights, dispatch.offsets_E)
         return swiglu_loop(x_SD, *weights, dispatch.counts_E)
 
+    def forward_tokens(self, x_TD: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
+        """Raw expert outputs for the expert-sorted slots of tokens ``x_TD`` (the triton backend gathers
+        the tokens inside its GEMM tiles; the others gather first)."""
+        if self.backend == "triton":
+            from kernels import grouped_swiglu  # noqa: PLC0415 (imported on first use)
+
+            return grouped_swiglu(x_TD, self.w_gate_EDF, self.w_up_EDF, self.w_down_EFD, dispatch.offsets_E,
+                                  token_of_slot_S=dispatch.token_of_slot_S)
+        return self.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
+
     def forward_expert(self, expert: int, x_TD: torch.Tensor) -> torch.Tensor:
         """Output of one expert on every token (used by the dense reference)."""
         hidden = F.silu(x_TD @ self.w_gate_EDF[expert]) * (x_TD @ self.w_up_EDF[expert])

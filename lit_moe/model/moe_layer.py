@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from lit_moe.model.config import MoETransformerConfig
-from lit_moe.model.experts import Dispatch, SwiGLUExperts, grouped_mm
+from lit_moe.model.expert_group import combine_with_group_estimate
+from lit_moe.model.experts import Dispatch, SwiGLUExperts
 from lit_moe.model.layers import SwiGLU
 from lit_moe.model.router import Router, RouterOutput
 
@@ -48,50 +49,6 @@ class FidelityCapture:
 
     x_TD: torch.Tensor
     grad_TD: Optional[torch.Tensor] = None
-
-
-def expert_group_means(raw_TKD: torch.Tensor, expert_idx_TK: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """mu_EED[j, i] = mean of E_i(x') over tokens x' routed to both j and i (0 for empty cells).
-
-    Pure-torch reference of the scatter (atomic add) kernel.
-    """
-    num_tokens, top_k, d_model = raw_TKD.shape
-    sums_QD = raw_TKD.new_zeros(num_experts * num_experts, d_model)
-    counts_Q = raw_TKD.new_zeros(num_experts * num_experts)
-    for a in range(top_k):
-        for b in range(top_k):
-            if a == b:
-                continue
-            cell_T = expert_idx_TK[:, a] * num_experts + expert_idx_TK[:, b]
-            sums_QD = sums_QD.index_add(0, cell_T, raw_TKD[:, b])
-            counts_Q = counts_Q.index_add(0, cell_T, torch.ones_like(cell_T, dtype=counts_Q.dtype))
-    means_QD = sums_QD / counts_Q.clamp(min=1).unsqueeze(-1)
-    return means_QD.view(num_experts, num_experts, d_model)
-
-
-def expert_group_means_sorted(raw_SD: torch.Tensor, dispatch: Dispatch, expert_idx_TK: torch.Tensor,
-                              num_experts: int) -> torch.Tensor:
-    """``expert_group_means`` computed straight from expert-sorted slots (no unsorting gather, whose
-    accumulating backward dominates on CPU): slot s of expert i adds E_i(x_t) to cell (j, i) for
-    every other expert j selected by its token t."""
-    num_cells = num_experts * num_experts
-    expert_S1 = dispatch.expert_of_slot_S.unsqueeze(-1)
-    partner_SK = expert_idx_TK.index_select(0, dispatch.token_of_slot_S)
-    cell_SK = torch.where(partner_SK == expert_S1, num_cells, partner_SK * num_experts + expert_S1)  # own: dummy
-    sums_QD = raw_SD.new_zeros(num_cells + 1, raw_SD.shape[-1])
-    for k in range(expert_idx_TK.shape[1]):
-        sums_QD = sums_QD.index_add(0, cell_SK[:, k], raw_SD)
-    counts_Q = torch.bincount(cell_SK.reshape(-1), minlength=num_cells + 1).to(raw_SD.dtype)
-    means_QD = sums_QD[:num_cells] / counts_Q[:num_cells].clamp(min=1).unsqueeze(-1)
-    return means_QD.view(num_experts, num_experts, -1)
-
-
-def grouped_matmul(a_SX: torch.Tensor, b_EXY: torch.Tensor, dispatch: Dispatch, backend: str) -> torch.Tensor:
-    """out[s] = a[s] @ b[expert_of_slot[s]] for expert-sorted slots."""
-    if backend == "grouped_mm":
-        return grouped_mm(a_SX, b_EXY, dispatch.offsets_E)
-    pieces = [chunk @ b_EXY[e] for e, chunk in enumerate(torch.split(a_SX, dispatch.counts_E.tolist()))]
-    return torch.cat(pieces) if pieces else a_SX.new_zeros(0, b_EXY.shape[-1])
 
 
 class MoELayer(nn.Module):
@@ -136,11 +93,20 @@ class MoELayer(nn.Module):
                 x_TD, self.experts.w_gate_EDF, self.experts.w_up_EDF, self.experts.w_down_EFD, dispatch.offsets_E,
                 dispatch.token_of_slot_S, weight_S, return_sums=want_sums, slot_order_S=dispatch.slot_order_S)
             y_TD, default_sums_ED = result if want_sums else (result, None)
+        elif self.router_name == "expert_group" and not self._expert_group_kernels(x_TD):
+            # one autograd node for the routed term and the group estimate (hand-written backward)
+            raw_SD = self.experts.forward_tokens(x_TD, dispatch)
+            weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S]
+            y_TD = combine_with_group_estimate(raw_SD, weight_S, routing.unselected_probs(), dispatch,
+                                               routing.expert_idx_TK, self.num_experts,
+                                               use_grouped_mm=self.backend != "loop")
         else:
-            raw_SD = self.experts.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
+            raw_SD = self.experts.forward_tokens(x_TD, dispatch)
             weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S].to(raw_SD.dtype)
             y_TD = x_TD.new_zeros(x_TD.shape, dtype=raw_SD.dtype).index_add(
                 0, dispatch.token_of_slot_S, raw_SD * weight_S.unsqueeze(-1))
+            if self.router_name == "expert_group":  # Triton scatter + gather kernels
+                y_TD = y_TD + self._expert_group_kernel_term(routing, dispatch, raw_SD).to(y_TD.dtype)
 
         stats = self._routing_stats(routing, dispatch)
         if self.router_name == "default":
@@ -154,8 +120,6 @@ class MoELayer(nn.Module):
         elif self.router_name == "dense":
             complement_TD = self._dense_complement(x_TD, routing).to(y_TD.dtype)
             y_TD = y_TD + (complement_TD - complement_TD.detach())
-        elif self.router_name == "expert_group":
-            y_TD = y_TD + self._expert_group_term(routing, dispatch, raw_SD).to(y_TD.dtype)
 
         if self.shared_experts is not None:
             y_TD = y_TD + self.shared_experts(x_TD)
@@ -201,20 +165,17 @@ class MoELayer(nn.Module):
             complement_TD = complement_TD + unselected_TE[:, expert : expert + 1] * out_TD.float()
         return complement_TD
 
-    def _expert_group_term(self, routing: RouterOutput, dispatch: Dispatch, raw_SD: torch.Tensor) -> torch.Tensor:
-        num_tokens = routing.expert_idx_TK.shape[0]
-        if self.backend == "triton" and self._kernels().resolve_impl("auto", raw_SD) == "triton":
-            # scatter (atomic adds) + gather kernels on CUDA; the torch path below elsewhere
-            kernels = self._kernels()
-            means_EED, _ = kernels.expert_group_scatter(raw_SD, dispatch.token_of_slot_S, dispatch.expert_of_slot_S,
-                                                        routing.expert_idx_TK, self.num_experts)
-            return kernels.expert_group_gather(routing.unselected_probs(), means_EED, dispatch.token_of_slot_S,
-                                               dispatch.offsets_E, self.top_k)
-        means_EED = expert_group_means_sorted(raw_SD.float(), dispatch, routing.expert_idx_TK, self.num_experts)
-        unselected_SE = routing.unselected_probs().index_select(0, dispatch.token_of_slot_S)
-        estimate_SD = grouped_matmul(unselected_SE, means_EED, dispatch, self.backend)
-        return estimate_SD.new_zeros(num_tokens, estimate_SD.shape[-1]).index_add(
-            0, dispatch.token_of_slot_S, estimate_SD) / self.top_k
+    def _expert_group_kernels(self, x_TD: torch.Tensor) -> bool:
+        """The expert-group term runs on the Triton scatter/gather kernels (triton backend on CUDA)."""
+        return self.backend == "triton" and self._kernels().resolve_impl("auto", x_TD) == "triton"
+
+    def _expert_group_kernel_term(self, routing: RouterOutput, dispatch: Dispatch, raw_SD: torch.Tensor
+                                  ) -> torch.Tensor:
+        kernels = self._kernels()
+        means_EED, _ = kernels.expert_group_scatter(raw_SD, dispatch.token_of_slot_S, dispatch.expert_of_slot_S,
+                                                    routing.expert_idx_TK, self.num_experts)
+        return kernels.expert_group_gather(routing.unselected_probs(), means_EED, dispatch.token_of_slot_S,
+                                           dispatch.offsets_E, self.top_k)
 
     def _routing_stats(self, routing: RouterOutput, dispatch: Dispatch) -> MoEStats:
         num_tokens = routing.probs_TE.shape[0]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kernels import expert_group_gather, expert_group_gather_reference, expert_group_scatter
-from lit_moe.model.moe_layer import expert_group_means
+from lit_moe.model.expert_group import expert_group_means
 from tests.kernels.helpers import CASES, assert_close, random_routing
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

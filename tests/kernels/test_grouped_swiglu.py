@@ -37,6 +37,10 @@ def _run(impl, mode, routing, x_TD, weights, weight_S, grad_seed=1):
         out, sums = grouped_swiglu(x, wg, wu, wd, routing.offsets_E, routing.token_of_slot_S, w,
                                    return_sums=True, impl=impl, slot_order_S=routing.slot_order_S)
         leaves_used = leaves
+    elif mode == "gather_raw":  # tokens gathered inside the tiles, raw slot outputs back
+        out, sums = grouped_swiglu(x, wg, wu, wd, routing.offsets_E, routing.token_of_slot_S,
+                                   return_sums=True, impl=impl)
+        leaves_used = leaves[:4]
     else:  # rows already gathered per slot, raw outputs back
         out, sums = grouped_swiglu(x[routing.token_of_slot_S], wg, wu, wd, routing.offsets_E,
                                    return_sums=True, impl=impl)
@@ -47,7 +51,7 @@ def _run(impl, mode, routing, x_TD, weights, weight_S, grad_seed=1):
 
 
 @pytest.mark.parametrize("impl", ["triton", "torch"])
-@pytest.mark.parametrize("mode", ["scatter", "scatter_ordered", "raw"])
+@pytest.mark.parametrize("mode", ["scatter", "scatter_ordered", "gather_raw", "raw"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_grouped_swiglu_matches_reference(case, mode, impl):
     routing, x_TD, weights, weight_S = _problem(case)

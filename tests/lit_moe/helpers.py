@@ -39,5 +39,8 @@ class ConstantExperts(torch.nn.Module):
     def forward_sorted(self, x_SD, dispatch):
         return self.constants_ED[dispatch.expert_of_slot_S] + 0 * x_SD
 
+    def forward_tokens(self, x_TD, dispatch):
+        return self.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
+
     def forward_expert(self, expert, x_TD):
         return self.constants_ED[expert].expand_as(x_TD) + 0 * x_TD

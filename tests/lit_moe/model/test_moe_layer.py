@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
 
-from lit_moe.model.moe_layer import expert_group_means, sum_stats
+from lit_moe.model.expert_group import expert_group_means
+from lit_moe.model.moe_layer import sum_stats
 from tests.lit_moe.helpers import copy_weights, make_layer
 
 
@@ -95,19 +95,6 @@ def test_aux_loss_free_bias_steers_selection_but_not_weights():
     torch.testing.assert_close(routing.weights_TK[:, 0], routing.probs_TE[:, 0])
 
 
-def test_expert_group_means_match_brute_force():
-    torch.manual_seed(0)
-    num_tokens, top_k, num_experts, d = 17, 3, 5, 4
-    idx_TK = torch.stack([torch.randperm(num_experts)[:top_k] for _ in range(num_tokens)])
-    raw_TKD = torch.randn(num_tokens, top_k, d)
-    means = expert_group_means(raw_TKD, idx_TK, num_experts)
-    for j, i in itertools.product(range(num_experts), range(num_experts)):
-        rows = [raw_TKD[t, list(idx_TK[t]).index(i)] for t in range(num_tokens)
-                if j != i and j in idx_TK[t] and i in idx_TK[t]]
-        expected = torch.stack(rows).mean(0) if rows else torch.zeros(d)
-        torch.testing.assert_close(means[j, i], expected)
-
-
 def test_expert_group_output_matches_definition():
     layer = make_layer("expert_group", num_experts=5, top_k=2)
     x_TD = torch.randn(19, 16)
@@ -135,17 +122,3 @@ def test_expert_group_term_sends_gradient_to_expert_weights():
     (layer(x_TD)[0] * g_TD).sum().backward()
     (topk(x_TD)[0] * g_TD).sum().backward()
     assert not torch.allclose(layer.experts.w_down_EFD.grad, topk.experts.w_down_EFD.grad)
-
-
-def test_sorted_expert_group_means_match_the_reference():
-    from lit_moe.model.experts import Dispatch
-    from lit_moe.model.moe_layer import expert_group_means_sorted
-
-    torch.manual_seed(1)
-    for num_tokens, top_k, num_experts in ((23, 3, 5), (9, 1, 4), (11, 4, 4)):
-        idx_TK = torch.stack([torch.randperm(num_experts)[:top_k] for _ in range(num_tokens)])
-        raw_TKD = torch.randn(num_tokens, top_k, 6)
-        dispatch = Dispatch.from_indices(idx_TK, num_experts)
-        raw_SD = raw_TKD.reshape(-1, 6)[dispatch.slot_order_S]
-        torch.testing.assert_close(expert_group_means_sorted(raw_SD, dispatch, idx_TK, num_experts),
-                                   expert_group_means(raw_TKD, idx_TK, num_experts))

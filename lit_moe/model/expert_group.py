@@ -1,0 +1,163 @@
+"""Expert-group approximation of the missing expert outputs (spec §1.4), pure torch.
+
+Shape legend: T tokens, D model width, E experts, K experts per token, S = T*K expert-sorted
+routing slots, M = K-1 partners of a slot, Q = E*E (j, i) cells.
+
+For a pair of experts (j, i), mu[j, i] is the mean output of expert i over this step's tokens routed
+to both j and i (0 for empty cells). A token t estimates a missing expert i as
+Ehat_i(t) = (1/K) sum_{j in A(t)} mu[j, i], and the layer output is
+
+    y_t = sum_{i in A(t)} w_ti E_i(t) + sum_{i not in A(t)} pi_ti Ehat_i(t)        (not detached)
+
+Slot s (token t, expert j) carries the routed term w_s E_j(t) and the estimate piece
+(1/K) sum_i u_ti mu[j, i] (u = pi with the selected entries zeroed), so both are summed into
+the tokens by one scatter. ``combine_with_group_estimate`` does that as a single autograd node with a
+hand-written backward: a handful of grouped GEMMs and gathers instead of the dozen small autograd ops
+(index_add backwards, accumulations of [S, D] gradients) that autograd would chain together, which
+is what the expert-group router used to add to a training step on CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from lit_moe.model.experts import Dispatch, grouped_mm
+
+
+def expert_group_means(raw_TKD: torch.Tensor, expert_idx_TK: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """mu_EED[j, i] = mean of E_i(x') over tokens x' routed to both j and i (0 for empty cells).
+
+    Pure-torch reference on the token-major layout (tests and the scatter kernel compare with it).
+    """
+    num_tokens, top_k, d_model = raw_TKD.shape
+    sums_QD = raw_TKD.new_zeros(num_experts * num_experts, d_model)
+    counts_Q = raw_TKD.new_zeros(num_experts * num_experts)
+    for a in range(top_k):
+        for b in range(top_k):
+            if a == b:
+                continue
+            cell_T = expert_idx_TK[:, a] * num_experts + expert_idx_TK[:, b]
+            sums_QD = sums_QD.index_add(0, cell_T, raw_TKD[:, b])
+            counts_Q = counts_Q.index_add(0, cell_T, torch.ones_like(cell_T, dtype=counts_Q.dtype))
+    means_QD = sums_QD / counts_Q.clamp(min=1).unsqueeze(-1)
+    return means_QD.view(num_experts, num_experts, d_model)
+
+
+def partner_cells(dispatch: Dispatch, expert_idx_TK: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """cell_SM[s, m] = j * E + i: the (j, i) cells that slot s (expert i) adds its output to, one per
+    other expert j of its token (the m-th expert after its own, cyclically). [S, K-1]."""
+    top_k = expert_idx_TK.shape[1]
+    own_position_S = dispatch.slot_order_S % top_k
+    token_start_S = dispatch.slot_order_S - own_position_S
+    flat_expert_S = expert_idx_TK.reshape(-1)
+    partners = [flat_expert_S[token_start_S + (own_position_S + m) % top_k] * num_experts + dispatch.expert_of_slot_S
+                for m in range(1, top_k)]
+    if not partners:
+        return dispatch.expert_of_slot_S.new_zeros(dispatch.expert_of_slot_S.shape[0], 0)
+    return torch.stack(partners, dim=1)
+
+
+@torch.no_grad()
+def group_means_from_slots(raw_SD: torch.Tensor, cell_SM: torch.Tensor, num_experts: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu_QD in fp32, 1 / max(count, 1) per cell) from expert-sorted slot outputs (no gradient)."""
+    num_cells = num_experts * num_experts
+    raw_SD = raw_SD.float()
+    sums_QD = raw_SD.new_zeros(num_cells, raw_SD.shape[-1])
+    for m in range(cell_SM.shape[1]):
+        sums_QD.index_add_(0, cell_SM[:, m], raw_SD)
+    counts_Q = torch.bincount(cell_SM.reshape(-1), minlength=num_cells).to(raw_SD.dtype)
+    inverse_counts_Q = 1.0 / counts_Q.clamp(min=1)
+    return sums_QD * inverse_counts_Q.unsqueeze(-1), inverse_counts_Q
+
+
+def expert_group_means_sorted(raw_SD: torch.Tensor, dispatch: Dispatch, expert_idx_TK: torch.Tensor,
+                              num_experts: int) -> torch.Tensor:
+    """``expert_group_means`` from expert-sorted slot outputs, [E, E, D] fp32 (no gradient)."""
+    means_QD, _ = group_means_from_slots(raw_SD, partner_cells(dispatch, expert_idx_TK, num_experts), num_experts)
+    return means_QD.view(num_experts, num_experts, -1)
+
+
+def _aligned(t: torch.Tensor, align: int) -> torch.Tensor:
+    pad = -t.shape[-1] % align
+    return F.pad(t, (0, pad)) if pad else t
+
+
+def grouped_matmul(a_SX: torch.Tensor, b_EXY: torch.Tensor, dispatch: Dispatch, use_grouped_mm: bool) -> torch.Tensor:
+    """out[s] = a[s] @ b[expert_of_slot[s]] for expert-sorted slots."""
+    if use_grouped_mm:
+        return grouped_mm(a_SX, b_EXY, dispatch.offsets_E)
+    pieces = [chunk @ b_EXY[e] for e, chunk in enumerate(torch.split(a_SX, dispatch.counts_E.tolist()))]
+    return torch.cat(pieces) if pieces else a_SX.new_zeros(0, b_EXY.shape[-1])
+
+
+def grouped_outer(a_SX: torch.Tensor, b_SY: torch.Tensor, dispatch: Dispatch, use_grouped_mm: bool) -> torch.Tensor:
+    """out[e] = a[slots of e]^T @ b[slots of e], [E, X, Y] (the weight gradient of a grouped GEMM)."""
+    width_x, width_y = a_SX.shape[-1], b_SY.shape[-1]
+    if use_grouped_mm:
+        align = max(1, 16 // a_SX.element_size())
+        out_EXY = torch._grouped_mm(_aligned(a_SX, align).t(), _aligned(b_SY, align), offs=dispatch.offsets_E)
+        return out_EXY[:, :width_x, :width_y]
+    counts = dispatch.counts_E.tolist()
+    return torch.stack([a.t() @ b for a, b in zip(torch.split(a_SX, counts), torch.split(b_SY, counts))])
+
+
+class _CombineWithGroupEstimate(torch.autograd.Function):
+    """y_TD = scatter_t( w_s raw_s + (1/K) u_t(s) @ mu[expert(s)] ), mu built from raw (see module doc)."""
+
+    @staticmethod
+    def forward(ctx, raw_SD, weight_S, unselected_TE, dispatch, cell_SM, num_experts, use_grouped_mm):
+        top_k = cell_SM.shape[1] + 1
+        means_QD, inverse_counts_Q = group_means_from_slots(raw_SD, cell_SM, num_experts)
+        means_EED = (means_QD * (1.0 / top_k)).view(num_experts, num_experts, -1)
+        unselected_SE = unselected_TE.index_select(0, dispatch.token_of_slot_S)
+        estimate_SD = grouped_matmul(unselected_SE, means_EED, dispatch, use_grouped_mm)
+        # in place: every [S, D] temporary is fresh memory, and first touches dominate on CPU
+        contribution_SD = estimate_SD.to(raw_SD.dtype).addcmul_(raw_SD, weight_S.to(raw_SD.dtype).unsqueeze(-1))
+        y_TD = raw_SD.new_zeros(unselected_TE.shape[0], raw_SD.shape[-1]).index_add_(
+            0, dispatch.token_of_slot_S, contribution_SD)
+        ctx.save_for_backward(raw_SD, weight_S, unselected_SE, means_EED, inverse_counts_Q, cell_SM,
+                              dispatch.token_of_slot_S, dispatch.offsets_E, dispatch.counts_E)
+        ctx.shapes = (unselected_TE.shape, unselected_TE.dtype, top_k, use_grouped_mm)
+        return y_TD
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y_TD):
+        raw_SD, weight_S, unselected_SE, means_EED, inverse_counts_Q, cell_SM, token_of_slot_S, offsets_E, counts_E = \
+            ctx.saved_tensors
+        unselected_shape, unselected_dtype, top_k, use_grouped_mm = ctx.shapes
+        dispatch = Dispatch(token_of_slot_S, None, None, counts_E, offsets_E)
+        grad_SD = grad_y_TD.index_select(0, token_of_slot_S)
+        grad_float_SD = grad_SD.float()
+        grad_weight_S = torch.bmm(grad_SD.unsqueeze(1), raw_SD.unsqueeze(2)).view(-1).to(weight_S.dtype)
+        # unselected probabilities: d/du_t = sum over the token's slots of grad_s @ mu[expert(s)]^T
+        grad_unselected_SE = grouped_matmul(grad_float_SD, means_EED.transpose(1, 2), dispatch, use_grouped_mm)
+        grad_unselected_TE = grad_float_SD.new_zeros(unselected_shape).index_add_(
+            0, token_of_slot_S, grad_unselected_SE).to(unselected_dtype)
+        # expert outputs: the routed term, plus every (j, i) cell mean the slot fed
+        grad_means_QD = grouped_outer(unselected_SE, grad_float_SD, dispatch, use_grouped_mm).reshape(
+            inverse_counts_Q.shape[0], -1)
+        grad_sums_QD = grad_means_QD * (inverse_counts_Q / top_k).unsqueeze(-1)
+        grad_sums_QD = grad_sums_QD.to(grad_SD.dtype)
+        if cell_SM.shape[1] == 0:
+            grad_raw_SD = torch.zeros_like(grad_SD)
+        else:
+            grad_raw_SD = grad_sums_QD.index_select(0, cell_SM[:, 0])
+        for m in range(1, cell_SM.shape[1]):
+            grad_raw_SD.add_(grad_sums_QD.index_select(0, cell_SM[:, m]))
+        grad_raw_SD.addcmul_(grad_SD, weight_S.to(grad_SD.dtype).unsqueeze(-1))
+        return grad_raw_SD, grad_weight_S, grad_unselected_TE, None, None, None, None
+
+
+def combine_with_group_estimate(raw_SD: torch.Tensor, weight_S: torch.Tensor, unselected_TE: torch.Tensor,
+                                dispatch: Dispatch, expert_idx_TK: torch.Tensor, num_experts: int,
+                                use_grouped_mm: bool) -> torch.Tensor:
+    """Token outputs sum_{i in A} w_i E_i(x) + sum_{i not in A} pi_i Ehat_i(x) of the expert-group
+    router, differentiable in the expert outputs ``raw_SD``, the slot weights ``weight_S`` (expert-
+    sorted) and the unselected probabilities ``unselected_TE``. Output dtype: that of ``raw_SD``."""
+    cell_SM = partner_cells(dispatch, expert_idx_TK, num_experts)
+    return _CombineWithGroupEstimate.apply(raw_SD, weight_S, unselected_TE, dispatch, cell_SM, num_experts,
+                                           use_grouped_mm)
