@@ -7,8 +7,9 @@ clipping (1.0), AdamW step, and the per-step router-state update (Default-MoE EM
 Lightning training step without the Trainer's bookkeeping. The model is configs/moe/tiny.yaml's
 (d=128, 4 blocks, 8 experts top-2, d_expert=256, 8 x 256 = 2,048 tokens a step; raw-byte vocabulary
 of 256) under each backend given. Steps of the routers are interleaved (round robin) so that drift
-of the shared machine hits them alike; the medians and the overhead over TopK of the same backend
-are printed.
+of the shared machine hits them alike (the order rotates every round); the medians, the overhead
+over TopK of the same backend from the medians, and the median of the per-round ratios to the same
+round's TopK step (paired: robust to drift) are printed.
 
 Usage: python benchmarks/train_step.py [--backends grouped_mm triton] [--steps 15] [--threads 2]
 """
@@ -80,24 +81,29 @@ def main() -> None:
     print(f"tiny config: d={config.d_model}, layers={config.n_layers}, E={config.num_experts}, K={config.top_k}, "
           f"F={config.d_expert}, {batch}x{seq} tokens/step; medians of {args.steps} interleaved steps after "
           f"{args.warmup} warm-ups")
-    print("| backend | router | ms/step | vs topk |")
-    print("|---|---|---:|---:|")
+    print("| backend | router | ms/step | vs topk (medians) | vs topk (paired) |")
+    print("|---|---|---:|---:|---:|")
     for backend in args.backends:
         steppers = {router: Stepper(router, backend, args.device) for router in args.routers}
         times: dict[str, list[float]] = {router: [] for router in args.routers}
+        order = list(args.routers)
         for index in range(args.warmup + args.steps):
-            for router, stepper in steppers.items():
+            order = order[1:] + order[:1]  # rotate: no router always runs right after another one
+            for router in order:
                 start = time.perf_counter()
-                stepper.step()
+                steppers[router].step()
                 if args.device == "cuda":
                     torch.cuda.synchronize()
                 if index >= args.warmup:
                     times[router].append(time.perf_counter() - start)
         medians = {router: statistics.median(values) for router, values in times.items()}
         for router, seconds in medians.items():
-            ratio = f"{seconds / medians['topk'] - 1:+.1%}" if "topk" in medians else "-"
-            print(f"| {backend} | {router} | {seconds * 1e3:.1f} | {ratio} |")
-
+            ratio = paired = "-"
+            if "topk" in medians:
+                ratio = f"{seconds / medians['topk'] - 1:+.1%}"
+                # the same round's TopK step as the baseline: drift of the shared machine cancels
+                paired = f"{statistics.median(t / b for t, b in zip(times[router], times['topk'])) - 1:+.1%}"
+            print(f"| {backend} | {router} | {seconds * 1e3:.1f} | {ratio} | {paired} |")
 
 if __name__ == "__main__":
     main()

@@ -45,39 +45,31 @@ def expert_group_means(raw_TKD: torch.Tensor, expert_idx_TK: torch.Tensor, num_e
     return means_QD.view(num_experts, num_experts, d_model)
 
 
-def partner_cells(dispatch: Dispatch, expert_idx_TK: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """cell_SM[s, m] = j * E + i: the (j, i) cells that slot s (expert i) adds its output to, one per
-    other expert j of its token (the m-th expert after its own, cyclically). [S, K-1]."""
-    top_k = expert_idx_TK.shape[1]
-    own_position_S = dispatch.slot_order_S % top_k
-    token_start_S = dispatch.slot_order_S - own_position_S
-    flat_expert_S = expert_idx_TK.reshape(-1)
-    partners = [flat_expert_S[token_start_S + (own_position_S + m) % top_k] * num_experts + dispatch.expert_of_slot_S
-                for m in range(1, top_k)]
-    if not partners:
-        return dispatch.expert_of_slot_S.new_zeros(dispatch.expert_of_slot_S.shape[0], 0)
-    return torch.stack(partners, dim=1)
+def slot_partners(dispatch: Dispatch, expert_idx_TK: torch.Tensor, num_experts: int,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """partners_SE[s, j] = 1 where j is another expert of slot s's token (multi-hot, K-1 ones a row)."""
+    selected_TE = torch.zeros(expert_idx_TK.shape[0], num_experts, dtype=dtype, device=expert_idx_TK.device)
+    selected_TE.scatter_(1, expert_idx_TK, 1.0)
+    return selected_TE.index_select(0, dispatch.token_of_slot_S).scatter_(1, dispatch.expert_of_slot_S.unsqueeze(1), 0.0)
 
 
 @torch.no_grad()
-def group_means_from_slots(raw_SD: torch.Tensor, cell_SM: torch.Tensor, num_experts: int
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu_QD in fp32, 1 / max(count, 1) per cell) from expert-sorted slot outputs (no gradient)."""
-    num_cells = num_experts * num_experts
-    raw_SD = raw_SD.float()
-    sums_QD = raw_SD.new_zeros(num_cells, raw_SD.shape[-1])
-    for m in range(cell_SM.shape[1]):
-        sums_QD.index_add_(0, cell_SM[:, m], raw_SD)
-    counts_Q = torch.bincount(cell_SM.reshape(-1), minlength=num_cells).to(raw_SD.dtype)
-    inverse_counts_Q = 1.0 / counts_Q.clamp(min=1)
-    return sums_QD * inverse_counts_Q.unsqueeze(-1), inverse_counts_Q
+def group_means_from_slots(raw_SD: torch.Tensor, partners_SE: torch.Tensor, dispatch: Dispatch,
+                           use_grouped_mm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(means_IJD, counts_IJ) in fp32 from expert-sorted slot outputs, indexed [i, j] = mu[j, i]: expert
+    i's slots sum their outputs into row j for every partner j (one grouped GEMM), no gradient."""
+    num_experts = partners_SE.shape[1]
+    sums_IJD = grouped_outer(partners_SE, raw_SD.float(), dispatch, use_grouped_mm)
+    counts_IJ = partners_SE.new_zeros(num_experts, num_experts).index_add_(0, dispatch.expert_of_slot_S, partners_SE)
+    return sums_IJD / counts_IJ.clamp(min=1).unsqueeze(-1), counts_IJ
 
 
 def expert_group_means_sorted(raw_SD: torch.Tensor, dispatch: Dispatch, expert_idx_TK: torch.Tensor,
                               num_experts: int) -> torch.Tensor:
-    """``expert_group_means`` from expert-sorted slot outputs, [E, E, D] fp32 (no gradient)."""
-    means_QD, _ = group_means_from_slots(raw_SD, partner_cells(dispatch, expert_idx_TK, num_experts), num_experts)
-    return means_QD.view(num_experts, num_experts, -1)
+    """``expert_group_means`` ([j, i] = mu[j, i], fp32, no gradient) from expert-sorted slot outputs."""
+    partners_SE = slot_partners(dispatch, expert_idx_TK, num_experts)
+    means_IJD, _ = group_means_from_slots(raw_SD, partners_SE, dispatch, use_grouped_mm=True)
+    return means_IJD.transpose(0, 1).contiguous()
 
 
 def _aligned(t: torch.Tensor, align: int) -> torch.Tensor:
@@ -108,17 +100,17 @@ class _CombineWithGroupEstimate(torch.autograd.Function):
     """y_TD = scatter_t( w_s raw_s + (1/K) u_t(s) @ mu[expert(s)] ), mu built from raw (see module doc)."""
 
     @staticmethod
-    def forward(ctx, raw_SD, weight_S, unselected_TE, dispatch, cell_SM, num_experts, use_grouped_mm):
-        top_k = cell_SM.shape[1] + 1
-        means_QD, inverse_counts_Q = group_means_from_slots(raw_SD, cell_SM, num_experts)
-        means_EED = (means_QD * (1.0 / top_k)).view(num_experts, num_experts, -1)
+    def forward(ctx, raw_SD, weight_S, unselected_TE, dispatch, partners_SE, top_k, use_grouped_mm):
+        means_IJD, counts_IJ = group_means_from_slots(raw_SD, partners_SE, dispatch, use_grouped_mm)
+        # slot s of expert j reads mu[j, i] over the missing experts i: [j, i, D], pre-scaled by 1/K
+        means_JID = means_IJD.transpose(0, 1).mul(1.0 / top_k).contiguous()
         unselected_SE = unselected_TE.index_select(0, dispatch.token_of_slot_S)
-        estimate_SD = grouped_matmul(unselected_SE, means_EED, dispatch, use_grouped_mm)
+        estimate_SD = grouped_matmul(unselected_SE, means_JID, dispatch, use_grouped_mm)
         # in place: every [S, D] temporary is fresh memory, and first touches dominate on CPU
         contribution_SD = estimate_SD.to(raw_SD.dtype).addcmul_(raw_SD, weight_S.to(raw_SD.dtype).unsqueeze(-1))
         y_TD = raw_SD.new_zeros(unselected_TE.shape[0], raw_SD.shape[-1]).index_add_(
             0, dispatch.token_of_slot_S, contribution_SD)
-        ctx.save_for_backward(raw_SD, weight_S, unselected_SE, means_EED, inverse_counts_Q, cell_SM,
+        ctx.save_for_backward(raw_SD, weight_S, unselected_SE, partners_SE, means_JID, counts_IJ,
                               dispatch.token_of_slot_S, dispatch.offsets_E, dispatch.counts_E)
         ctx.shapes = (unselected_TE.shape, unselected_TE.dtype, top_k, use_grouped_mm)
         return y_TD
@@ -126,7 +118,7 @@ class _CombineWithGroupEstimate(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y_TD):
-        raw_SD, weight_S, unselected_SE, means_EED, inverse_counts_Q, cell_SM, token_of_slot_S, offsets_E, counts_E = \
+        raw_SD, weight_S, unselected_SE, partners_SE, means_JID, counts_IJ, token_of_slot_S, offsets_E, counts_E = \
             ctx.saved_tensors
         unselected_shape, unselected_dtype, top_k, use_grouped_mm = ctx.shapes
         dispatch = Dispatch(token_of_slot_S, None, None, counts_E, offsets_E)
@@ -134,20 +126,13 @@ class _CombineWithGroupEstimate(torch.autograd.Function):
         grad_float_SD = grad_SD.float()
         grad_weight_S = torch.bmm(grad_SD.unsqueeze(1), raw_SD.unsqueeze(2)).view(-1).to(weight_S.dtype)
         # unselected probabilities: d/du_t = sum over the token's slots of grad_s @ mu[expert(s)]^T
-        grad_unselected_SE = grouped_matmul(grad_float_SD, means_EED.transpose(1, 2), dispatch, use_grouped_mm)
+        grad_unselected_SE = grouped_matmul(grad_float_SD, means_JID.transpose(1, 2), dispatch, use_grouped_mm)
         grad_unselected_TE = grad_float_SD.new_zeros(unselected_shape).index_add_(
             0, token_of_slot_S, grad_unselected_SE).to(unselected_dtype)
-        # expert outputs: the routed term, plus every (j, i) cell mean the slot fed
-        grad_means_QD = grouped_outer(unselected_SE, grad_float_SD, dispatch, use_grouped_mm).reshape(
-            inverse_counts_Q.shape[0], -1)
-        grad_sums_QD = grad_means_QD * (inverse_counts_Q / top_k).unsqueeze(-1)
-        grad_sums_QD = grad_sums_QD.to(grad_SD.dtype)
-        if cell_SM.shape[1] == 0:
-            grad_raw_SD = torch.zeros_like(grad_SD)
-        else:
-            grad_raw_SD = grad_sums_QD.index_select(0, cell_SM[:, 0])
-        for m in range(1, cell_SM.shape[1]):
-            grad_raw_SD.add_(grad_sums_QD.index_select(0, cell_SM[:, m]))
+        # expert outputs: the routed term, plus each cell mean mu[j, i] the slot (of expert i) fed
+        grad_sums_IJD = grouped_outer(unselected_SE, grad_float_SD, dispatch, use_grouped_mm).transpose(0, 1)
+        grad_sums_IJD = (grad_sums_IJD / (counts_IJ.clamp(min=1) * top_k).unsqueeze(-1)).contiguous()
+        grad_raw_SD = grouped_matmul(partners_SE, grad_sums_IJD, dispatch, use_grouped_mm).to(grad_SD.dtype)
         grad_raw_SD.addcmul_(grad_SD, weight_S.to(grad_SD.dtype).unsqueeze(-1))
         return grad_raw_SD, grad_weight_S, grad_unselected_TE, None, None, None, None
 
@@ -158,6 +143,6 @@ def combine_with_group_estimate(raw_SD: torch.Tensor, weight_S: torch.Tensor, un
     """Token outputs sum_{i in A} w_i E_i(x) + sum_{i not in A} pi_i Ehat_i(x) of the expert-group
     router, differentiable in the expert outputs ``raw_SD``, the slot weights ``weight_S`` (expert-
     sorted) and the unselected probabilities ``unselected_TE``. Output dtype: that of ``raw_SD``."""
-    cell_SM = partner_cells(dispatch, expert_idx_TK, num_experts)
-    return _CombineWithGroupEstimate.apply(raw_SD, weight_S, unselected_TE, dispatch, cell_SM, num_experts,
-                                           use_grouped_mm)
+    partners_SE = slot_partners(dispatch, expert_idx_TK, num_experts)
+    return _CombineWithGroupEstimate.apply(raw_SD, weight_S, unselected_TE, dispatch, partners_SE,
+                                           expert_idx_TK.shape[1], use_grouped_mm)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lit_moe.model.expert_group import (
-    combine_with_group_estimate, expert_group_means, expert_group_means_sorted, partner_cells,
+    combine_with_group_estimate, expert_group_means, expert_group_means_sorted, slot_partners,
 )
 from lit_moe.model.experts import Dispatch
 
@@ -45,17 +45,17 @@ def test_expert_group_means_match_brute_force():
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_partner_cells_name_the_other_experts_of_the_token(case):
+def test_slot_partners_mark_the_other_experts_of_the_token(case):
     num_tokens, num_experts, top_k, _, empty = CASES[case]
     idx_TK = random_choice(num_tokens, num_experts, top_k, empty)
     dispatch = Dispatch.from_indices(idx_TK, num_experts)
-    cell_SM = partner_cells(dispatch, idx_TK, num_experts)
-    assert cell_SM.shape == (num_tokens * top_k, top_k - 1)
-    for s in range(cell_SM.shape[0]):
+    partners_SE = slot_partners(dispatch, idx_TK, num_experts)
+    assert partners_SE.shape == (num_tokens * top_k, num_experts)
+    for s in range(partners_SE.shape[0]):
         token, own = int(dispatch.token_of_slot_S[s]), int(dispatch.expert_of_slot_S[s])
-        partners = sorted(int(c) // num_experts for c in cell_SM[s])
-        assert all(int(c) % num_experts == own for c in cell_SM[s])
-        assert partners == sorted(int(e) for e in idx_TK[token] if int(e) != own)
+        expected = torch.zeros(num_experts)
+        expected[[int(e) for e in idx_TK[token] if int(e) != own]] = 1.0
+        torch.testing.assert_close(partners_SE[s], expected)
 
 
 @pytest.mark.parametrize("case", list(CASES))
