@@ -8,9 +8,13 @@ in the same process, with weights copied so that the outputs match (asserted bef
 our layer uses ``normalize_topk: true`` like Mixtral). Reported per row: median fwd+bwd time over
 the timed repeats, achieved GFLOP/s (3 x T*K x 3*D*F x 2 flops: the routed SwiGLU work; the dense
 router does N/K times more but is charged the same, so its rate reads as the cost of exactness),
-the ratio to a dense matmul of the same flops (the machine's matmul ceiling measured in this run:
-best of a few well-shaped products), the speed ratio to the best transformers implementation, and
-peak memory above the inputs and weights.
+the ratio to a dense matmul of the same flops (one near-cubic product, timed as a peer in the same
+rounds), the speed ratio to the best transformers implementation, and peak memory above the inputs
+and weights.
+
+Timing: every implementation of a shape (and the dense matmul) is built first, warmed up, then timed
+round robin - one fwd+bwd of each per round, the order rotating every round - so that drift of a
+shared machine hits all of them alike; medians over the rounds.
 
 Peak memory: CUDA -> torch.cuda.max_memory_allocated over one fwd+bwd after reset. CPU -> the
 autograd profiler's allocation events (profile_memory=True): every allocation and free of the
@@ -55,33 +59,31 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_median(fn, device: str, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
+def time_interleaved(runs: dict, device: str, warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each callable, timed round robin (rotating order) after ``warmup`` calls each."""
+    for fn in runs.values():
+        for _ in range(warmup):
+            fn()
     synchronize(device)
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        order = order[1:] + order[:1]
+        for name in order:
+            start = time.perf_counter()
+            runs[name]()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-def dense_matmul_rate(device: str, dtype: torch.dtype, warmup: int, repeats: int) -> tuple[float, str]:
-    """The machine's matmul ceiling in this run: best of a few well-shaped products (flop/s)."""
-    shapes = [(2048, 2048, 2048), (4096, 1024, 1024)]
-    if device == "cuda":
-        shapes = [(8192, 8192, 8192), (16384, 4096, 4096)]
-    best, best_shape = 0.0, ""
-    for m, k, n in shapes:
-        a = torch.randn(m, k, device=device, dtype=dtype)
-        b = torch.randn(k, n, device=device, dtype=dtype)
-        seconds = time_median(lambda: a @ b, device, warmup, repeats)
-        rate = 2 * m * k * n / seconds
-        if rate > best:
-            best, best_shape = rate, f"{m}x{k}x{n}"
-    return best, best_shape
+def same_flops_matmul(flops: int, device: str, dtype: torch.dtype):
+    """A near-cubic dense product of ~``flops`` (sides multiples of 64): (callable, its exact flops)."""
+    side = max(64, round((flops / 2) ** (1 / 3) / 64) * 64)
+    inner = max(64, round(flops / (2 * side * side) / 64) * 64)
+    a = torch.randn(side, inner, device=device, dtype=dtype)
+    b = torch.randn(inner, side, device=device, dtype=dtype)
+    return (lambda: a @ b), 2 * side * inner * side, f"{side}x{inner}x{side}"
 
 
 def peak_memory(fn, device: str) -> int:
@@ -133,12 +135,13 @@ def fwd_bwd(module, x_BSD, grad_BSD, ours: bool):
     return run
 
 
-def bench_shape(name: str, shape: dict, args, device: str, dtype: torch.dtype, ceiling: float) -> None:
+def bench_shape(name: str, shape: dict, args, device: str, dtype: torch.dtype) -> None:
     tokens = args.tokens
     flops = 3 * tokens * shape["K"] * 3 * shape["D"] * shape["F"] * 2
     torch.manual_seed(0)
     x_BSD = torch.randn(1, tokens, shape["D"], device=device, dtype=dtype, requires_grad=True)
     grad_BSD = torch.randn_like(x_BSD)
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
 
     def our_layer(backend: str, router: str) -> MoELayer:
         config = MoETransformerConfig(d_model=shape["D"], n_heads=4, num_experts=shape["E"], top_k=shape["K"],
@@ -149,43 +152,38 @@ def bench_shape(name: str, shape: dict, args, device: str, dtype: torch.dtype, c
         return layer.train()
 
     reference = our_layer("loop", "topk")
-    rows: list[Row] = []
+    with torch.no_grad():
+        expected, _ = reference(x_BSD)
+    runs = {}
     for implementation in args.hf_impls:
         block = mixtral_block(reference, shape, implementation, device, dtype).train()
         with torch.no_grad():
-            expected, _ = reference(x_BSD)
-            got = block(x_BSD)
-        tol = 1e-4 if dtype == torch.float32 else 3e-2
-        torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
-        run = fwd_bwd(block, x_BSD, grad_BSD, ours=False)
-        seconds = time_median(run, device, args.warmup, args.repeats)
-        rows.append(Row(f"transformers {implementation}", seconds, peak_memory(run, device)))
-        del block
+            torch.testing.assert_close(block(x_BSD), expected, rtol=tol, atol=tol)
+        runs[f"transformers {implementation}"] = fwd_bwd(block, x_BSD, grad_BSD, ours=False)
     for backend in args.backends:
         for router in args.routers:
             layer = our_layer(backend, router)
             if router == "topk":
                 with torch.no_grad():
-                    got, _ = layer(x_BSD)
-                    expected, _ = reference(x_BSD)
-                tol = 1e-4 if dtype == torch.float32 else 3e-2
-                torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
-            run = fwd_bwd(layer, x_BSD, grad_BSD, ours=True)
-            repeats = max(2, args.repeats // 2) if router == "dense" else args.repeats
-            seconds = time_median(run, device, args.warmup, repeats)
-            rows.append(Row(f"ours {backend}/{router}", seconds, peak_memory(run, device)))
-            del layer
+                    torch.testing.assert_close(layer(x_BSD)[0], expected, rtol=tol, atol=tol)
+            runs[f"ours {backend}/{router}"] = fwd_bwd(layer, x_BSD, grad_BSD, ours=True)
+    dense_run, dense_flops, dense_shape = same_flops_matmul(flops, device, dtype)
+    runs["dense matmul"] = dense_run
+    seconds = time_interleaved(runs, device, args.warmup, args.repeats)
+    dense_rate = dense_flops / seconds.pop("dense matmul")
+    rows = [Row(label, seconds[label], peak_memory(runs[label], device)) for label in seconds]
 
     hf = [r for r in rows if r.name.startswith("transformers")]
     best_hf = min(hf, key=lambda r: r.seconds) if hf else None
     print(f"\n### {name}: E={shape['E']} K={shape['K']} D={shape['D']} F={shape['F']} T={tokens} "
-          f"({flops / 1e9:.1f} GFLOP fwd+bwd)")
+          f"({flops / 1e9:.1f} GFLOP fwd+bwd); dense matmul {dense_shape} of the same flops in the same rounds: "
+          f"{dense_rate / 1e9:.1f} GFLOP/s")
     print("| implementation | ms | GFLOP/s | vs dense matmul | vs best transformers | peak MiB |")
     print("|---|---:|---:|---:|---:|---:|")
     for row in rows:
         rate = flops / row.seconds
         vs_hf = f"{best_hf.seconds / row.seconds:.2f}x" if best_hf else "-"
-        print(f"| {row.name} | {row.seconds * 1e3:.1f} | {rate / 1e9:.1f} | {rate / ceiling:.0%} | {vs_hf} | "
+        print(f"| {row.name} | {row.seconds * 1e3:.1f} | {rate / 1e9:.1f} | {rate / dense_rate:.0%} | {vs_hf} | "
               f"{row.peak_bytes / 2**20:.1f} |")
     if best_hf:
         print(f"best transformers implementation: {best_hf.name}")
@@ -210,15 +208,13 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
     import transformers  # noqa: PLC0415
 
-    ceiling, ceiling_shape = dense_matmul_rate(device, dtype, args.warmup, args.repeats)
     machine = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()}"
     print(f"# MoE layer benchmark, {datetime.date.today()}, {machine}, device={device}, dtype={args.dtype}, "
           f"threads={torch.get_num_threads()}, torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"dense-matmul ceiling (this run): {ceiling / 1e9:.1f} GFLOP/s (best shape {ceiling_shape}); "
-          f"medians of {args.repeats} fwd+bwd after {args.warmup} warm-ups")
+    print(f"medians of {args.repeats} interleaved rounds (one fwd+bwd of each implementation a round, rotating "
+          f"order) after {args.warmup} warm-ups each")
     for name in args.shapes:
-        bench_shape(name, SHAPES[name], args, device, dtype, ceiling)
-
+        bench_shape(name, SHAPES[name], args, device, dtype)
 
 if __name__ == "__main__":
     main()

@@ -115,25 +115,29 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
         x, w_gate_EDF, w_up_EDF, w_down_EFD, token_of_slot_S, weight_S = ctx.saved_tensors
         bounds, scatter = ctx.bounds, ctx.scatter
         grad_x = torch.zeros_like(x)
-        grad_gate_EDF = torch.zeros_like(w_gate_EDF)
-        grad_up_EDF = torch.zeros_like(w_up_EDF)
-        grad_down_EFD = torch.zeros_like(w_down_EFD)
-        grad_weight_S = torch.zeros_like(weight_S) if scatter else None
+        # every expert with slots writes its weight gradients whole (out=): only empty ones are zeroed
+        grad_gate_EDF = torch.empty_like(w_gate_EDF)
+        grad_up_EDF = torch.empty_like(w_up_EDF)
+        grad_down_EFD = torch.empty_like(w_down_EFD)
+        grad_weight_S = torch.empty_like(weight_S) if scatter else None
         for expert in range(w_gate_EDF.shape[0]):
             lo, hi = bounds[expert], bounds[expert + 1]
             if lo == hi:
+                for grad in (grad_gate_EDF, grad_up_EDF, grad_down_EFD):
+                    grad[expert].zero_()
                 continue
             gate, up = ctx.gates[expert], ctx.ups[expert]
             tokens = token_of_slot_S[lo:hi] if token_of_slot_S is not None else None
             x_chunk = x.index_select(0, tokens) if tokens is not None else x[lo:hi]
-            sig = torch.sigmoid(gate)
-            silu = gate * sig
+            silu = F.silu(gate)
             hidden = silu * up
             if scatter:
                 grad_raw = grad_out.index_select(0, tokens)
                 weight = weight_S[lo:hi, None].to(grad_raw.dtype)
                 grad_hidden = grad_raw @ w_down_EFD[expert].t()
-                grad_weight_S[lo:hi] = (grad_hidden * hidden).sum(-1).to(grad_weight_S.dtype)
+                # row-wise <grad_hidden, hidden> as a batch of 1xF @ Fx1 products (no [n, F] temporary)
+                grad_weight_S[lo:hi] = torch.bmm(grad_hidden.unsqueeze(1), hidden.unsqueeze(2)).view(-1).to(
+                    grad_weight_S.dtype)
                 grad_hidden.mul_(weight)
                 torch.mm(hidden.t(), grad_raw.mul_(weight), out=grad_down_EFD[expert])
             else:
@@ -141,8 +145,8 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
                 grad_hidden = grad_raw @ w_down_EFD[expert].t()
                 torch.mm(hidden.t(), grad_raw, out=grad_down_EFD[expert])
             grad_up = grad_hidden * silu
-            # d silu(g)/dg = sig * (1 + g * (1 - sig))
-            grad_gate = grad_hidden.mul_(up).mul_(sig.mul_(gate.mul(sig).neg_().add_(gate).add_(1)))
+            # one fused pass for d silu(g)/dg = sig * (1 + g * (1 - sig))
+            grad_gate = torch.ops.aten.silu_backward(grad_hidden.mul_(up), gate)
             torch.mm(x_chunk.t(), grad_gate, out=grad_gate_EDF[expert])
             torch.mm(x_chunk.t(), grad_up, out=grad_up_EDF[expert])
             grad_x_chunk = grad_gate @ w_gate_EDF[expert].t()
