@@ -47,10 +47,12 @@ def test_fsdp_preset_resolves_the_wrap_policy_class_path():
     assert strategy.sharding_strategy.name == "FULL_SHARD"
 
 
-def test_activation_checkpointing_gives_identical_loss_and_gradients():
+@pytest.mark.parametrize("router,backend", [("default", "grouped_mm"), ("expert_group", "grouped_mm"),
+                                            ("expert_group", "triton"), ("topk", "triton")])
+def test_activation_checkpointing_gives_identical_loss_and_gradients(router, backend):
     torch.manual_seed(0)
     config = MoETransformerConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=2, num_experts=4, top_k=2,
-                                  d_expert=32, router="default", max_seq_len=16)
+                                  d_expert=32, router=router, backend=backend, max_seq_len=16)
     plain = MoETransformer(config)
     checkpointed = MoETransformer(config)
     checkpointed.load_state_dict(plain.state_dict())
