@@ -54,7 +54,7 @@ def test_expert_group_kernels_match_reference(case):
 
 @pytest.mark.parametrize("case", ["odd_empty", "k_equals_n", "multi_tile"])
 def test_scatter_matches_layer_reference(case):
-    """Slot-layout scatter == moe_layer.expert_group_means on the token-major layout."""
+    """Slot-layout scatter == lit_moe.model.expert_group.expert_group_means on the token-major layout."""
     num_experts, top_k = CASES[case][2], CASES[case][3]
     routing, raw_SD, _ = _problem(case)
     means_EED, counts_EE = expert_group_scatter(raw_SD, routing.token_of_slot_S, routing.expert_of_slot_S,
