@@ -22,10 +22,9 @@ CPU training step.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from lit_moe.model.experts import Dispatch, grouped_mm
+from lit_moe.model.experts import Dispatch, grouped_matmul, grouped_outer
 
 
 def expert_group_means(raw_TKD: torch.Tensor, expert_idx_TK: torch.Tensor, num_experts: int) -> torch.Tensor:
@@ -72,30 +71,6 @@ def expert_group_means_sorted(raw_SD: torch.Tensor, dispatch: Dispatch, expert_i
     partners_SE = slot_partners(dispatch, expert_idx_TK, num_experts)
     means_IJD, _ = group_means_from_slots(raw_SD, partners_SE, dispatch, use_grouped_mm=True)
     return means_IJD.transpose(0, 1).contiguous()
-
-
-def _aligned(t: torch.Tensor, align: int) -> torch.Tensor:
-    pad = -t.shape[-1] % align
-    return F.pad(t, (0, pad)) if pad else t
-
-
-def grouped_matmul(a_SX: torch.Tensor, b_EXY: torch.Tensor, dispatch: Dispatch, use_grouped_mm: bool) -> torch.Tensor:
-    """out[s] = a[s] @ b[expert_of_slot[s]] for expert-sorted slots."""
-    if use_grouped_mm:
-        return grouped_mm(a_SX, b_EXY, dispatch.offsets_E)
-    pieces = [chunk @ b_EXY[e] for e, chunk in enumerate(torch.split(a_SX, dispatch.counts_E.tolist()))]
-    return torch.cat(pieces) if pieces else a_SX.new_zeros(0, b_EXY.shape[-1])
-
-
-def grouped_outer(a_SX: torch.Tensor, b_SY: torch.Tensor, dispatch: Dispatch, use_grouped_mm: bool) -> torch.Tensor:
-    """out[e] = a[slots of e]^T @ b[slots of e], [E, X, Y] (the weight gradient of a grouped GEMM)."""
-    width_x, width_y = a_SX.shape[-1], b_SY.shape[-1]
-    if use_grouped_mm:
-        align = max(1, 16 // a_SX.element_size())
-        out_EXY = torch._grouped_mm(_aligned(a_SX, align).t(), _aligned(b_SY, align), offs=dispatch.offsets_E)
-        return out_EXY[:, :width_x, :width_y]
-    counts = dispatch.counts_E.tolist()
-    return torch.stack([a.t() @ b for a, b in zip(torch.split(a_SX, counts), torch.split(b_SY, counts))])
 
 
 class _CombineWithGroupEstimate(torch.autograd.Function):

@@ -56,16 +56,45 @@ def swiglu_loop(x_SD, w_gate_EDF, w_up_EDF, w_down_EFD, counts_E) -> torch.Tenso
     return torch.cat(pieces)
 
 
+def _pad_last(t: torch.Tensor, align: int) -> torch.Tensor:
+    """Zero-pad the last dimension to a multiple of ``align``."""
+    pad = -t.shape[-1] % align
+    return F.pad(t, (0, pad)) if pad else t
+
+
+def _grouped_mm_alignment(t: torch.Tensor) -> int:
+    """``torch._grouped_mm`` needs 16-byte aligned strides: elements per 16 bytes."""
+    return max(1, 16 // t.element_size())
+
+
 def grouped_mm(a_SX: torch.Tensor, b_EXY: torch.Tensor, offsets_E: torch.Tensor) -> torch.Tensor:
     """``torch._grouped_mm`` (out[s] = a[s] @ b[group of s]) that zero-pads the inner and output
     dimensions to 16-byte multiples, which the op requires of its strides."""
-    align = max(1, 16 // a_SX.element_size())
-    pad_x, pad_y = -a_SX.shape[-1] % align, -b_EXY.shape[-1] % align
-    if pad_x or pad_y:
-        a_SX = F.pad(a_SX, (0, pad_x))
-        b_EXY = F.pad(b_EXY, (0, pad_y, 0, pad_x))
+    align = _grouped_mm_alignment(a_SX)
+    width_x, width_y = a_SX.shape[-1], b_EXY.shape[-1]
+    a_SX = _pad_last(a_SX, align)
+    b_EXY = _pad_last(F.pad(b_EXY, (0, 0, 0, a_SX.shape[-1] - width_x)), align)
     out_SY = torch._grouped_mm(a_SX, b_EXY, offs=offsets_E)
-    return out_SY[:, : out_SY.shape[1] - pad_y] if pad_y else out_SY
+    return out_SY[:, :width_y] if out_SY.shape[1] != width_y else out_SY
+
+
+def grouped_matmul(a_SX: torch.Tensor, b_EXY: torch.Tensor, dispatch: Dispatch, use_grouped_mm: bool) -> torch.Tensor:
+    """out[s] = a[s] @ b[expert_of_slot[s]] for expert-sorted slots (``torch._grouped_mm`` or a loop)."""
+    if use_grouped_mm:
+        return grouped_mm(a_SX, b_EXY, dispatch.offsets_E)
+    pieces = [chunk @ b_EXY[e] for e, chunk in enumerate(torch.split(a_SX, dispatch.counts_E.tolist()))]
+    return torch.cat(pieces) if pieces else a_SX.new_zeros(0, b_EXY.shape[-1])
+
+
+def grouped_outer(a_SX: torch.Tensor, b_SY: torch.Tensor, dispatch: Dispatch, use_grouped_mm: bool) -> torch.Tensor:
+    """out[e] = a[slots of e]^T @ b[slots of e], [E, X, Y] (the weight gradient of a grouped GEMM)."""
+    width_x, width_y = a_SX.shape[-1], b_SY.shape[-1]
+    if use_grouped_mm:
+        align = _grouped_mm_alignment(a_SX)
+        out_EXY = torch._grouped_mm(_pad_last(a_SX, align).t(), _pad_last(b_SY, align), offs=dispatch.offsets_E)
+        return out_EXY[:, :width_x, :width_y]
+    counts = dispatch.counts_E.tolist()
+    return torch.stack([a.t() @ b for a, b in zip(torch.split(a_SX, counts), torch.split(b_SY, counts))])
 
 
 def swiglu_grouped_mm(x_SD, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E) -> torch.Tensor:

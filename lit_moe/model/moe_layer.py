@@ -83,30 +83,21 @@ class MoELayer(nn.Module):
         x_TD = x_BSD.reshape(-1, d_model)
         routing, fused_default_TD = self._route(x_TD)
         dispatch = Dispatch.from_indices(routing.expert_idx_TK, self.num_experts)
-        default_sums_ED = None
-        if self.backend == "triton" and self.router_name != "expert_group":
+        weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S]
+        default_sums_ED = raw_SD = None
+        if self.router_name == "expert_group":
+            y_TD = self._expert_group_output(x_TD, routing, dispatch, weight_S)
+        elif self.backend == "triton":
             # Fused kernels (torch production path on CPU): gather inside the GEMM tiles, scatter back
             # with the routing weights, Default-MoE sums from the epilogue; no [S, D] output is kept.
-            weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S]
             want_sums = self.router_name == "default" and self.training
             result = self._kernels().grouped_swiglu(
                 x_TD, self.experts.w_gate_EDF, self.experts.w_up_EDF, self.experts.w_down_EFD, dispatch.offsets_E,
                 dispatch.token_of_slot_S, weight_S, return_sums=want_sums, slot_order_S=dispatch.slot_order_S)
             y_TD, default_sums_ED = result if want_sums else (result, None)
-        elif self.router_name == "expert_group" and not self._expert_group_kernels(x_TD):
-            # one autograd node for the routed term and the group estimate (hand-written backward)
-            raw_SD = self.experts.forward_tokens(x_TD, dispatch)
-            weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S]
-            y_TD = combine_with_group_estimate(raw_SD, weight_S, routing.unselected_probs(), dispatch,
-                                               routing.expert_idx_TK, self.num_experts,
-                                               use_grouped_mm=self.backend != "loop")
         else:
             raw_SD = self.experts.forward_tokens(x_TD, dispatch)
-            weight_S = routing.weights_TK.reshape(-1)[dispatch.slot_order_S].to(raw_SD.dtype)
-            y_TD = x_TD.new_zeros(x_TD.shape, dtype=raw_SD.dtype).index_add(
-                0, dispatch.token_of_slot_S, raw_SD * weight_S.unsqueeze(-1))
-            if self.router_name == "expert_group":  # Triton scatter + gather kernels
-                y_TD = y_TD + self._expert_group_kernel_term(routing, dispatch, raw_SD).to(y_TD.dtype)
+            y_TD = self._scatter_weighted(raw_SD, weight_S, dispatch, x_TD.shape[0])
 
         stats = self._routing_stats(routing, dispatch)
         if self.router_name == "default":
@@ -136,7 +127,7 @@ class MoELayer(nn.Module):
 
     def _route(self, x_TD: torch.Tensor) -> tuple[RouterOutput, Optional[torch.Tensor]]:
         """Router output (and, for Default MoE on CUDA, the default term from the same fused kernel)."""
-        if self.backend != "triton" or self._kernels().resolve_impl("auto", x_TD) != "triton":
+        if not self._uses_triton_kernels(x_TD):
             return self.router(x_TD), None
         router = self.router
         logits_TE = x_TD.float() @ router.weight_ED.float().t()
@@ -165,17 +156,32 @@ class MoELayer(nn.Module):
             complement_TD = complement_TD + unselected_TE[:, expert : expert + 1] * out_TD.float()
         return complement_TD
 
-    def _expert_group_kernels(self, x_TD: torch.Tensor) -> bool:
-        """The expert-group term runs on the Triton scatter/gather kernels (triton backend on CUDA)."""
+    def _uses_triton_kernels(self, x_TD: torch.Tensor) -> bool:
+        """The Triton kernels run (triton backend on CUDA, or forced by ``kernels.force_impl``)."""
         return self.backend == "triton" and self._kernels().resolve_impl("auto", x_TD) == "triton"
 
-    def _expert_group_kernel_term(self, routing: RouterOutput, dispatch: Dispatch, raw_SD: torch.Tensor
-                                  ) -> torch.Tensor:
+    @staticmethod
+    def _scatter_weighted(raw_SD: torch.Tensor, weight_S: torch.Tensor, dispatch: Dispatch, num_tokens: int
+                          ) -> torch.Tensor:
+        """y_TD = sum over each token's slots of weight_s * raw_s."""
+        return raw_SD.new_zeros(num_tokens, raw_SD.shape[-1]).index_add(
+            0, dispatch.token_of_slot_S, raw_SD * weight_S.to(raw_SD.dtype).unsqueeze(-1))
+
+    def _expert_group_output(self, x_TD: torch.Tensor, routing: RouterOutput, dispatch: Dispatch,
+                             weight_S: torch.Tensor) -> torch.Tensor:
+        """Routed term + group estimate: Triton scatter/gather kernels where they run, else one autograd
+        node with a hand-written backward (``combine_with_group_estimate``)."""
+        raw_SD = self.experts.forward_tokens(x_TD, dispatch)
+        if not self._uses_triton_kernels(x_TD):
+            return combine_with_group_estimate(raw_SD, weight_S, routing.unselected_probs(), dispatch,
+                                               routing.expert_idx_TK, self.num_experts,
+                                               use_grouped_mm=self.backend != "loop")
         kernels = self._kernels()
         means_EED, _ = kernels.expert_group_scatter(raw_SD, dispatch.token_of_slot_S, dispatch.expert_of_slot_S,
                                                     routing.expert_idx_TK, self.num_experts)
-        return kernels.expert_group_gather(routing.unselected_probs(), means_EED, dispatch.token_of_slot_S,
-                                           dispatch.offsets_E, self.top_k)
+        estimate_TD = kernels.expert_group_gather(routing.unselected_probs(), means_EED, dispatch.token_of_slot_S,
+                                                  dispatch.offsets_E, self.top_k)
+        return self._scatter_weighted(raw_SD, weight_S, dispatch, x_TD.shape[0]) + estimate_TD.to(raw_SD.dtype)
 
     def _routing_stats(self, routing: RouterOutput, dispatch: Dispatch) -> MoEStats:
         num_tokens = routing.probs_TE.shape[0]
