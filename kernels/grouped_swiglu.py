@@ -75,6 +75,21 @@ def grouped_swiglu_reference(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, tok
 
 
 # ------------------------------------------------------------------ CPU production path
+def row_dots(a_NF: torch.Tensor, b_NF: torch.Tensor, max_temporary_bytes: int = 8 << 20) -> torch.Tensor:
+    """Row-wise dot products <a_n, b_n> -> [N].
+
+    ``torch.linalg.vecdot`` is 2-4x faster on CPU than the same dots as a batch of 1xF @ Fx1 ``bmm``
+    products (n=512..4096, F=256..1024), but it materialises the [N, F] product: rows are taken in
+    chunks whose temporary stays below ``max_temporary_bytes``, well under glibc's 32 MiB mmap
+    threshold (a fresh mapped temporary pays its page faults on every call: 3x slower than bmm).
+    """
+    rows = max(1, max_temporary_bytes // max(1, a_NF.shape[-1] * a_NF.element_size()))
+    if a_NF.shape[0] <= rows:
+        return torch.linalg.vecdot(a_NF, b_NF)
+    return torch.cat([torch.linalg.vecdot(a_NF[start:start + rows], b_NF[start:start + rows])
+                      for start in range(0, a_NF.shape[0], rows)])
+
+
 class _TorchGroupedSwiGLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S, weight_S, return_sums):
@@ -135,9 +150,7 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
                 grad_raw = grad_out.index_select(0, tokens)
                 weight = weight_S[lo:hi, None].to(grad_raw.dtype)
                 grad_hidden = grad_raw @ w_down_EFD[expert].t()
-                # row-wise <grad_hidden, hidden> as a batch of 1xF @ Fx1 products (no [n, F] temporary)
-                grad_weight_S[lo:hi] = torch.bmm(grad_hidden.unsqueeze(1), hidden.unsqueeze(2)).view(-1).to(
-                    grad_weight_S.dtype)
+                grad_weight_S[lo:hi] = row_dots(grad_hidden, hidden)
                 grad_hidden.mul_(weight)
                 torch.mm(hidden.t(), grad_raw.mul_(weight), out=grad_down_EFD[expert])
             else:

@@ -98,3 +98,12 @@ def test_rejects_scatter_without_tokens():
     routing, x_TD, weights, weight_S = _problem("k1_empty")
     with pytest.raises(ValueError, match="token_of_slot_S"):
         grouped_swiglu(x_TD, *weights, routing.offsets_E, None, weight_S)
+
+
+@pytest.mark.parametrize("max_temporary_bytes", [8 << 20, 3 * 7 * 8, 1])
+def test_row_dots_matches_sum_of_products_in_one_or_many_chunks(max_temporary_bytes):
+    from kernels.grouped_swiglu import row_dots  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    a_NF, b_NF = torch.randn(10, 7, dtype=torch.float64), torch.randn(10, 7, dtype=torch.float64)
+    torch.testing.assert_close(row_dots(a_NF, b_NF, max_temporary_bytes), (a_NF * b_NF).sum(-1))
