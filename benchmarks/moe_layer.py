@@ -9,8 +9,9 @@ our layer uses ``normalize_topk: true`` like Mixtral). Reported per row: median 
 the timed repeats, achieved GFLOP/s (3 x T*K x 3*D*F x 2 flops: the routed SwiGLU work; the dense
 router does N/K times more but is charged the same, so its rate reads as the cost of exactness),
 the ratio to a dense matmul of the same flops (one near-cubic product, timed as a peer in the same
-rounds), the speed ratio to the best transformers implementation, and peak memory above the inputs
-and weights.
+rounds: ``torch.matmul``, and on CPU in fp32 also the same product through oneDNN, which is about
+twice as fast on AMD CPUs with AVX-512 - see ``kernels/cpu_gemm.py``), the speed ratio to the best
+transformers implementation, and peak memory above the inputs and weights.
 
 Timing: every implementation of a shape (and the dense matmul) is built first, warmed up, then timed
 round robin - one fwd+bwd of each per round, the order rotating every round - so that drift of a
@@ -40,6 +41,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from kernels.cpu_gemm import CpuGemm, onednn_matmul_usable  # noqa: E402
 from lit_moe.model.config import MoETransformerConfig  # noqa: E402
 from lit_moe.model.moe_layer import MoELayer  # noqa: E402
 
@@ -77,13 +79,22 @@ def time_interleaved(runs: dict, device: str, warmup: int, repeats: int) -> dict
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def same_flops_matmul(flops: int, device: str, dtype: torch.dtype):
-    """A near-cubic dense product of ~``flops`` (sides multiples of 64): (callable, its exact flops)."""
+def same_flops_matmuls(flops: int, device: str, dtype: torch.dtype):
+    """A near-cubic dense product of ~``flops`` (sides multiples of 64): ({name: callable}, its exact flops,
+    its shape). ``torch.matmul`` always; on CPU in fp32 also the same product through oneDNN where this
+    torch build has it (``kernels.cpu_gemm``: torch's fp32 matmul uses MKL, which runs AVX2 code on AMD
+    CPUs, while oneDNN uses AVX-512 where the core has it), so that ratios are also taken against the
+    fastest dense product torch can run here."""
     side = max(64, round((flops / 2) ** (1 / 3) / 64) * 64)
     inner = max(64, round(flops / (2 * side * side) / 64) * 64)
     a = torch.randn(side, inner, device=device, dtype=dtype)
     b = torch.randn(inner, side, device=device, dtype=dtype)
-    return (lambda: a @ b), 2 * side * inner * side, f"{side}x{inner}x{side}"
+    runs = {"torch.matmul": lambda: a @ b}
+    if onednn_matmul_usable(a, b):
+        onednn = CpuGemm(onednn=True)
+        torch.testing.assert_close(onednn.mm(a, b), a @ b, rtol=1e-4, atol=1e-2)
+        runs["oneDNN matmul"] = lambda: onednn.mm(a, b)
+    return runs, 2 * side * inner * side, f"{side}x{inner}x{side}"
 
 
 def peak_memory(fn, device: str) -> int:
@@ -167,23 +178,26 @@ def bench_shape(name: str, shape: dict, args, device: str, dtype: torch.dtype) -
                 with torch.no_grad():
                     torch.testing.assert_close(layer(x_BSD)[0], expected, rtol=tol, atol=tol)
             runs[f"ours {backend}/{router}"] = fwd_bwd(layer, x_BSD, grad_BSD, ours=True)
-    dense_run, dense_flops, dense_shape = same_flops_matmul(flops, device, dtype)
-    runs["dense matmul"] = dense_run
+    dense_runs, dense_flops, dense_shape = same_flops_matmuls(flops, device, dtype)
+    runs.update({f"dense {label}": run for label, run in dense_runs.items()})
     seconds = time_interleaved(runs, device, args.warmup, args.repeats)
-    dense_rate = dense_flops / seconds.pop("dense matmul")
+    dense_rates = {label: dense_flops / seconds.pop(f"dense {label}") for label in dense_runs}
     rows = [Row(label, seconds[label], peak_memory(runs[label], device)) for label in seconds]
 
     hf = [r for r in rows if r.name.startswith("transformers")]
     best_hf = min(hf, key=lambda r: r.seconds) if hf else None
+    rates = ", ".join(f"{label} {rate / 1e9:.1f} GFLOP/s" for label, rate in dense_rates.items())
     print(f"\n### {name}: E={shape['E']} K={shape['K']} D={shape['D']} F={shape['F']} T={tokens} "
-          f"({flops / 1e9:.1f} GFLOP fwd+bwd); dense matmul {dense_shape} of the same flops in the same rounds: "
-          f"{dense_rate / 1e9:.1f} GFLOP/s")
-    print("| implementation | ms | GFLOP/s | vs dense matmul | vs best transformers | peak MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
+          f"({flops / 1e9:.1f} GFLOP fwd+bwd); dense {dense_shape} product of the same flops in the same rounds: "
+          f"{rates}")
+    print("| implementation | ms | GFLOP/s | " + " | ".join(f"vs dense {label}" for label in dense_rates)
+          + " | vs best transformers | peak MiB |")
+    print("|---|---:|---:|" + "---:|" * len(dense_rates) + "---:|---:|")
     for row in rows:
         rate = flops / row.seconds
         vs_hf = f"{best_hf.seconds / row.seconds:.2f}x" if best_hf else "-"
-        print(f"| {row.name} | {row.seconds * 1e3:.1f} | {rate / 1e9:.1f} | {rate / dense_rate:.0%} | {vs_hf} | "
+        vs_dense = " | ".join(f"{rate / dense_rate:.0%}" for dense_rate in dense_rates.values())
+        print(f"| {row.name} | {row.seconds * 1e3:.1f} | {rate / 1e9:.1f} | {vs_dense} | {vs_hf} | "
               f"{row.peak_bytes / 2**20:.1f} |")
     if best_hf:
         print(f"best transformers implementation: {best_hf.name}")

@@ -34,6 +34,7 @@ from kernels._triton import (
     TileSchedule, _dot, dot_flags, gemm_blocks, launch_grouped_gemm, launch_grouped_wgrad, resolve_impl, tl,
     triton, wgrad_blocks,
 )
+from kernels.cpu_gemm import CpuGemm
 
 
 def _check(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S, weight_S) -> None:
@@ -90,11 +91,31 @@ def row_dots(a_NF: torch.Tensor, b_NF: torch.Tensor, max_temporary_bytes: int = 
                       for start in range(0, a_NF.shape[0], rows)])
 
 
+def _expert_rows(src_RD: torch.Tensor, lo: int, hi: int, token_of_slot_S: Optional[torch.Tensor],
+                 padded_rows: int) -> torch.Tensor:
+    """Rows of slots lo..hi (gathered from tokens, or a slice of slot rows), zero-padded to ``padded_rows``."""
+    num_rows = hi - lo
+    if padded_rows == num_rows:
+        return src_RD.index_select(0, token_of_slot_S[lo:hi]) if token_of_slot_S is not None else src_RD[lo:hi]
+    rows_ND = src_RD.new_empty(padded_rows, src_RD.shape[1])
+    if token_of_slot_S is not None:
+        torch.index_select(src_RD, 0, token_of_slot_S[lo:hi], out=rows_ND[:num_rows])
+    else:
+        rows_ND[:num_rows] = src_RD[lo:hi]
+    rows_ND[num_rows:].zero_()
+    return rows_ND
+
+
 class _TorchGroupedSwiGLU(torch.autograd.Function):
+    """Per-expert products through ``kernels.cpu_gemm`` (oneDNN for fp32 CPU where it pays; each expert's
+    rows are then zero-padded to a bucketed count, and only the first ``hi - lo`` rows of any result
+    are used: the zero rows add nothing to the weight gradients)."""
+
     @staticmethod
     def forward(ctx, x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S, weight_S, return_sums):
         bounds = [0] + offsets_E.tolist()
-        num_experts, d_model, _ = w_gate_EDF.shape
+        num_experts, d_model, d_hidden = w_gate_EDF.shape
+        gemm = CpuGemm.for_operands(x, w_gate_EDF, bounds[-1] // max(1, num_experts) * d_model * d_hidden)
         scatter = weight_S is not None
         out = x.new_zeros(x.shape) if scatter else x.new_empty(bounds[-1], d_model)
         sums_ED = x.new_zeros(num_experts, d_model, dtype=torch.float32) if return_sums else None
@@ -105,22 +126,22 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
                 gates.append(None)
                 ups.append(None)
                 continue
-            x_chunk = x.index_select(0, token_of_slot_S[lo:hi]) if token_of_slot_S is not None else x[lo:hi]
-            gate = x_chunk @ w_gate_EDF[expert]
-            up = x_chunk @ w_up_EDF[expert]
+            x_chunk = _expert_rows(x, lo, hi, token_of_slot_S, gemm.rows(hi - lo))
+            gate = gemm.mm(x_chunk, w_gate_EDF[expert])
+            up = gemm.mm(x_chunk, w_up_EDF[expert])
             hidden = F.silu(gate).mul_(up)
             if scatter:
-                raw = hidden @ w_down_EFD[expert]
-                if return_sums:
-                    sums_ED[expert] = raw.sum(0, dtype=torch.float32)
-                out.index_add_(0, token_of_slot_S[lo:hi], raw.mul_(weight_S[lo:hi, None].to(raw.dtype)))
+                raw = gemm.mm(hidden, w_down_EFD[expert])[: hi - lo]
             else:
-                torch.mm(hidden, w_down_EFD[expert], out=out[lo:hi])
-                if return_sums:
-                    sums_ED[expert] = out[lo:hi].sum(0, dtype=torch.float32)
+                raw = out[lo:hi]
+                gemm.mm_into(raw, hidden, w_down_EFD[expert])
+            if return_sums:
+                sums_ED[expert] = raw.sum(0, dtype=torch.float32)
+            if scatter:
+                out.index_add_(0, token_of_slot_S[lo:hi], raw.mul_(weight_S[lo:hi, None].to(raw.dtype)))
             gates.append(gate)
             ups.append(up)
-        ctx.bounds, ctx.gates, ctx.ups, ctx.scatter = bounds, gates, ups, scatter
+        ctx.bounds, ctx.gates, ctx.ups, ctx.scatter, ctx.gemm = bounds, gates, ups, scatter, gemm
         ctx.save_for_backward(x, w_gate_EDF, w_up_EDF, w_down_EFD, token_of_slot_S, weight_S)
         ctx.mark_non_differentiable(*([sums_ED] if return_sums else []))
         return out, sums_ED
@@ -128,9 +149,9 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _grad_sums):
         x, w_gate_EDF, w_up_EDF, w_down_EFD, token_of_slot_S, weight_S = ctx.saved_tensors
-        bounds, scatter = ctx.bounds, ctx.scatter
+        bounds, scatter, gemm = ctx.bounds, ctx.scatter, ctx.gemm
         grad_x = torch.zeros_like(x)
-        # every expert with slots writes its weight gradients whole (out=): only empty ones are zeroed
+        # every expert with slots writes its weight gradients whole: only empty ones are zeroed
         grad_gate_EDF = torch.empty_like(w_gate_EDF)
         grad_up_EDF = torch.empty_like(w_up_EDF)
         grad_down_EFD = torch.empty_like(w_down_EFD)
@@ -141,29 +162,28 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
                 for grad in (grad_gate_EDF, grad_up_EDF, grad_down_EFD):
                     grad[expert].zero_()
                 continue
+            num_rows = hi - lo
             gate, up = ctx.gates[expert], ctx.ups[expert]
+            padded_rows = gate.shape[0]
             tokens = token_of_slot_S[lo:hi] if token_of_slot_S is not None else None
-            x_chunk = x.index_select(0, tokens) if tokens is not None else x[lo:hi]
+            x_chunk = _expert_rows(x, lo, hi, token_of_slot_S, padded_rows)
+            # scatter mode: grad_out holds tokens; otherwise it holds the raw slot outputs
+            grad_raw = _expert_rows(grad_out, lo, hi, token_of_slot_S if scatter else None, padded_rows)
             silu = F.silu(gate)
             hidden = silu * up
+            grad_hidden = gemm.mm(grad_raw, w_down_EFD[expert].t())
             if scatter:
-                grad_raw = grad_out.index_select(0, tokens)
                 weight = weight_S[lo:hi, None].to(grad_raw.dtype)
-                grad_hidden = grad_raw @ w_down_EFD[expert].t()
-                grad_weight_S[lo:hi] = row_dots(grad_hidden, hidden)
-                grad_hidden.mul_(weight)
-                torch.mm(hidden.t(), grad_raw.mul_(weight), out=grad_down_EFD[expert])
-            else:
-                grad_raw = grad_out[lo:hi]
-                grad_hidden = grad_raw @ w_down_EFD[expert].t()
-                torch.mm(hidden.t(), grad_raw, out=grad_down_EFD[expert])
+                grad_weight_S[lo:hi] = row_dots(grad_hidden[:num_rows], hidden[:num_rows])
+                grad_hidden[:num_rows].mul_(weight)
+                grad_raw[:num_rows].mul_(weight)
+            gemm.mm_into(grad_down_EFD[expert], hidden.t(), grad_raw)
             grad_up = grad_hidden * silu
             # one fused pass for d silu(g)/dg = sig * (1 + g * (1 - sig))
             grad_gate = torch.ops.aten.silu_backward(grad_hidden.mul_(up), gate)
-            torch.mm(x_chunk.t(), grad_gate, out=grad_gate_EDF[expert])
-            torch.mm(x_chunk.t(), grad_up, out=grad_up_EDF[expert])
-            grad_x_chunk = grad_gate @ w_gate_EDF[expert].t()
-            grad_x_chunk.addmm_(grad_up, w_up_EDF[expert].t())
+            gemm.mm_into(grad_gate_EDF[expert], x_chunk.t(), grad_gate)
+            gemm.mm_into(grad_up_EDF[expert], x_chunk.t(), grad_up)
+            grad_x_chunk = gemm.mm_add(grad_gate, w_gate_EDF[expert].t(), grad_up, w_up_EDF[expert].t())[:num_rows]
             if tokens is not None:
                 grad_x.index_add_(0, tokens, grad_x_chunk)
             else:
