@@ -81,10 +81,16 @@ class CpuGemm:
         """Row count to pad an operand to (bucketed for oneDNN's primitive cache, else unchanged)."""
         return bucketed_rows(num_rows) if self.onednn else num_rows
 
+    def lhs(self, a_MK: torch.Tensor) -> torch.Tensor:
+        """``a`` laid out for use as the left operand of several products (contiguous for oneDNN)."""
+        return a_MK.contiguous() if self.onednn else a_MK
+
     def mm(self, a_MK: torch.Tensor, b_KN: torch.Tensor) -> torch.Tensor:
         """a @ b (operands may be transposed views)."""
         if self.onednn:
-            return torch.ops.mkldnn._linear_pointwise(a_MK, b_KN.t(), None, "none", [], "")
+            # oneDNN takes any strides for b (it reorders the "weights" anyway) but copies a strided a
+            # 5x slower than .contiguous() does (336 vs 58 us for a transposed 512x256 fp32 block)
+            return torch.ops.mkldnn._linear_pointwise(self.lhs(a_MK), b_KN.t(), None, "none", [], "")
         return a_MK @ b_KN
 
     def mm_into(self, out_MN: torch.Tensor, a_MK: torch.Tensor, b_KN: torch.Tensor) -> None:

@@ -181,8 +181,9 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
             grad_up = grad_hidden * silu
             # one fused pass for d silu(g)/dg = sig * (1 + g * (1 - sig))
             grad_gate = torch.ops.aten.silu_backward(grad_hidden.mul_(up), gate)
-            gemm.mm_into(grad_gate_EDF[expert], x_chunk.t(), grad_gate)
-            gemm.mm_into(grad_up_EDF[expert], x_chunk.t(), grad_up)
+            x_chunk_t = gemm.lhs(x_chunk.t())  # laid out once for both weight gradients
+            gemm.mm_into(grad_gate_EDF[expert], x_chunk_t, grad_gate)
+            gemm.mm_into(grad_up_EDF[expert], x_chunk_t, grad_up)
             grad_x_chunk = gemm.mm_add(grad_gate, w_gate_EDF[expert].t(), grad_up, w_up_EDF[expert].t())[:num_rows]
             if tokens is not None:
                 grad_x.index_add_(0, tokens, grad_x_chunk)
