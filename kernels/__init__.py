@@ -1,7 +1,8 @@
 """Triton kernels for the MoE layer, each with a pure-torch reference beside it.
 
 Every entry point takes ``impl``: ``auto`` (default) runs Triton on CUDA tensors and the reference
-(or, for ``grouped_swiglu``, the hand-written torch path) on CPU; ``triton`` forces the kernels
+(or, for ``grouped_swiglu``, the hand-written torch path, with fp32 products through oneDNN:
+``kernels.cpu_gemm``) on CPU; ``triton`` forces the kernels
 (on CPU only under TRITON_INTERPRET=1, set before this package is imported); ``reference`` forces
 the pure-torch oracle.
 """
