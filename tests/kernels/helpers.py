@@ -50,3 +50,16 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 2e-
     scale = expected.float().norm().clamp_min(1e-6)
     err = (actual.float() - expected.float()).norm() / scale
     assert err <= rtol, f"{what}: relative error {err:.2e} > {rtol:.0e}"
+
+
+def force_onednn_cpu_path(monkeypatch) -> None:
+    """Make the CPU grouped-SwiGLU path use oneDNN at any size and pad every expert by 5 zero rows (the
+    real bucketing pads only some counts); skips where this torch build has no usable oneDNN matmul."""
+    import pytest  # noqa: PLC0415
+
+    import kernels.cpu_gemm as cpu_gemm  # noqa: PLC0415
+
+    if torch.cuda.is_available() or not cpu_gemm.onednn_matmul_usable(torch.zeros(1)):
+        pytest.skip("CPU-only test: this machine has CUDA or no usable oneDNN fp32 matmul")
+    monkeypatch.setattr(cpu_gemm, "MIN_ONEDNN_MACS", 0)
+    monkeypatch.setattr(cpu_gemm, "bucketed_rows", lambda num_rows: num_rows + 5)

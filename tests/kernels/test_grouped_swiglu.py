@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kernels import grouped_swiglu, grouped_swiglu_reference
-from tests.kernels.helpers import CASES, assert_close, random_routing
+from tests.kernels.helpers import CASES, assert_close, force_onednn_cpu_path, random_routing
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -54,13 +54,8 @@ def _run(impl, mode, routing, x_TD, weights, weight_S, grad_seed=1):
 @pytest.mark.parametrize("mode", ["scatter", "scatter_ordered", "gather_raw", "raw"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_grouped_swiglu_matches_reference(case, mode, impl, monkeypatch):
-    if impl == "torch_onednn":  # the CPU path's oneDNN products at any size, every expert padded by 5 zero rows
-        import kernels.cpu_gemm as cpu_gemm  # noqa: PLC0415
-
-        if DEVICE != "cpu" or not cpu_gemm.onednn_matmul_usable(torch.zeros(1)):
-            pytest.skip("this torch build has no usable oneDNN fp32 matmul")
-        monkeypatch.setattr(cpu_gemm, "MIN_ONEDNN_MACS", 0)
-        monkeypatch.setattr(cpu_gemm, "bucketed_rows", lambda num_rows: num_rows + 5)
+    if impl == "torch_onednn":  # the CPU path's oneDNN products at any size, padded rows
+        force_onednn_cpu_path(monkeypatch)
         impl = "torch"
     routing, x_TD, weights, weight_S = _problem(case)
     expected = _run("reference", mode, routing, x_TD, weights, weight_S)
