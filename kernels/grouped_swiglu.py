@@ -92,15 +92,16 @@ def row_dots(a_NF: torch.Tensor, b_NF: torch.Tensor, max_temporary_bytes: int = 
                       for start in range(0, a_NF.shape[0], rows)])
 
 
-def _expert_rows(src_RD: torch.Tensor, lo: int, hi: int, token_of_slot_S: Optional[torch.Tensor],
+def _expert_rows(src_RD: torch.Tensor, lo: int, hi: int, tokens: Optional[torch.Tensor],
                  padded_rows: int) -> torch.Tensor:
-    """Rows of slots lo..hi (gathered from tokens, or a slice of slot rows), zero-padded to ``padded_rows``."""
+    """Rows of slots lo..hi, zero-padded to ``padded_rows``: gathered from token rows (``tokens``: the
+    slots' tokens) or, with ``tokens=None``, a slice of slot rows."""
     num_rows = hi - lo
     if padded_rows == num_rows:
-        return src_RD.index_select(0, token_of_slot_S[lo:hi]) if token_of_slot_S is not None else src_RD[lo:hi]
+        return src_RD.index_select(0, tokens) if tokens is not None else src_RD[lo:hi]
     rows_ND = src_RD.new_empty(padded_rows, src_RD.shape[1])
-    if token_of_slot_S is not None:
-        torch.index_select(src_RD, 0, token_of_slot_S[lo:hi], out=rows_ND[:num_rows])
+    if tokens is not None:
+        torch.index_select(src_RD, 0, tokens, out=rows_ND[:num_rows])
     else:
         rows_ND[:num_rows] = src_RD[lo:hi]
     rows_ND[num_rows:].zero_()
@@ -127,7 +128,8 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
                 gates.append(None)
                 ups.append(None)
                 continue
-            x_chunk = _expert_rows(x, lo, hi, token_of_slot_S, gemm.rows(hi - lo))
+            tokens = token_of_slot_S[lo:hi] if token_of_slot_S is not None else None
+            x_chunk = _expert_rows(x, lo, hi, tokens, gemm.rows(hi - lo))
             gate = gemm.mm(x_chunk, w_gate_EDF[expert])
             up = gemm.mm(x_chunk, w_up_EDF[expert])
             hidden = F.silu(gate).mul_(up)
@@ -139,7 +141,7 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
             if return_sums:
                 sums_ED[expert] = raw.sum(0, dtype=torch.float32)
             if scatter:
-                out.index_add_(0, token_of_slot_S[lo:hi], raw.mul_(weight_S[lo:hi, None].to(raw.dtype)))
+                out.index_add_(0, tokens, raw.mul_(weight_S[lo:hi, None].to(raw.dtype)))
             gates.append(gate)
             ups.append(up)
         ctx.bounds, ctx.gates, ctx.ups, ctx.scatter, ctx.gemm = bounds, gates, ups, scatter, gemm
@@ -167,9 +169,9 @@ class _TorchGroupedSwiGLU(torch.autograd.Function):
             gate, up = ctx.gates[expert], ctx.ups[expert]
             padded_rows = gate.shape[0]
             tokens = token_of_slot_S[lo:hi] if token_of_slot_S is not None else None
-            x_chunk = _expert_rows(x, lo, hi, token_of_slot_S, padded_rows)
+            x_chunk = _expert_rows(x, lo, hi, tokens, padded_rows)
             # scatter mode: grad_out holds tokens; otherwise it holds the raw slot outputs
-            grad_raw = _expert_rows(grad_out, lo, hi, token_of_slot_S if scatter else None, padded_rows)
+            grad_raw = _expert_rows(grad_out, lo, hi, tokens if scatter else None, padded_rows)
             silu = F.silu(gate)
             hidden = silu * up
             grad_hidden = gemm.mm(grad_raw, w_down_EFD[expert].t())
