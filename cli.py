@@ -15,6 +15,8 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lit_core.config_compose import compose_config_args
+from lit_core.progress import StepProgressBar
 from lit_moe.errors import FrameworkError
 
 
@@ -25,6 +27,15 @@ class FrameworkCLI(LightningCLI):
         # The tokenizer decides the vocabulary; the model learns it here (skipped automatically
         # for model/data classes that do not have these arguments, e.g. the video fine-tuner).
         parser.link_arguments("data.vocab_size", "model.init_args.tokenizer_vocab_size", apply_on="instantiate")
+
+    def _instantiate_trainer(self, config, callbacks):
+        """Step-counting progress bar by default (Lightning's shows ``Epoch 0/-2`` for step-bounded runs)."""
+        from lightning.pytorch.callbacks import ProgressBar  # noqa: PLC0415
+
+        given = list(config.get("callbacks") or []) + list(callbacks)
+        if config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in given):
+            callbacks = [*callbacks, StepProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
 
     def _print_log_location(self) -> None:
         trainer = self.trainer
@@ -52,7 +63,7 @@ def main(args: Optional[list[str]] = None) -> FrameworkCLI:
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
-            args=args,
+            args=_composed(args),
         )
     except SIGTERMException as preempted:  # after PreemptionCheckpoint saved; 128 + SIGTERM for schedulers
         raise SystemExit(preempted.code if isinstance(preempted.code, int) and preempted.code else 143) from None
@@ -62,6 +73,15 @@ def main(args: Optional[list[str]] = None) -> FrameworkCLI:
             raise
         print(f"error: {user_error}", file=sys.stderr, flush=True)
         raise SystemExit(user_error.exit_code) from None
+
+
+def _composed(args: Optional[list[str]]) -> Optional[list[str]]:
+    """Expand ``defaults`` blocks of ``--config`` files (lit_core.config_compose); from the command line
+    the expanded arguments replace sys.argv (LightningCLI warns when given both)."""
+    if args is not None:
+        return compose_config_args(list(args))
+    sys.argv[1:] = compose_config_args(sys.argv[1:])
+    return None
 
 
 def _find_user_error(error: Optional[BaseException]) -> Optional[FrameworkError]:

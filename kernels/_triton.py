@@ -18,7 +18,7 @@ import contextlib
 import contextvars
 import os
 import types
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
@@ -49,13 +49,18 @@ def triton_usable(*tensors: torch.Tensor) -> bool:
     return interpreting() or all(t.is_cuda for t in tensors)
 
 
+Impl = Literal["auto", "triton", "torch", "reference"]
+IMPLS = ("auto", "triton", "torch", "reference")
+
 # Context-local (thread- and task-safe), not module-global: what ``impl='auto'`` resolves to, if forced.
 _forced_impl: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("kernels_forced_impl", default=None)
 
 
 @contextlib.contextmanager
-def force_impl(impl: str):
+def force_impl(impl: Impl):
     """Make ``impl='auto'`` mean ``impl`` inside the block (tests run whole layers on the kernels)."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     token = _forced_impl.set(impl)
     try:
         yield
@@ -63,18 +68,20 @@ def force_impl(impl: str):
         _forced_impl.reset(token)
 
 
-def resolve_impl(impl: str, *tensors: torch.Tensor) -> str:
-    """``auto`` -> ``triton`` on CUDA tensors, ``reference`` otherwise; explicit choices are checked."""
+def resolve_impl(impl: Impl, *tensors: torch.Tensor) -> str:
+    """The one resolver every op calls: ``auto`` (after ``force_impl``) -> ``triton`` on CUDA tensors,
+    ``torch`` (the CPU production path; for ops without one, the reference) elsewhere; ``reference``
+    always means the oracle of ``kernels.reference``; an explicit ``triton`` is checked."""
     if impl == "auto" and _forced_impl.get() is not None:
         impl = _forced_impl.get()
     if impl == "auto":
-        return "triton" if HAS_TRITON and all(t.is_cuda for t in tensors) else "reference"
+        return "triton" if HAS_TRITON and all(t.is_cuda for t in tensors) else "torch"
     if impl == "triton" and not triton_usable(*tensors):
         raise RuntimeError(
             "impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before importing kernels) and "
-            "an installed triton; use impl='auto' to fall back to the pure-torch reference.")
-    if impl not in ("triton", "reference"):
-        raise ValueError(f"impl must be 'auto', 'triton' or 'reference', got {impl!r}")
+            "an installed triton; use impl='auto' to fall back to the pure-torch path.")
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     return impl
 
 

@@ -22,31 +22,7 @@ from kernels._triton import (
     TileSchedule, gemm_blocks, interpreting, launch_grouped_gemm, launch_grouped_wgrad, resolve_impl, tl, triton,
     wgrad_blocks,
 )
-
-
-# ---------------------------------------------------------------------------- references
-def expert_group_scatter_reference(raw_SD, token_of_slot_S, expert_of_slot_S, expert_idx_TK, num_experts):
-    """Pure torch: means_EED (differentiable w.r.t. raw_SD) and counts_EE."""
-    other_SK = expert_idx_TK[token_of_slot_S]
-    valid_SK = other_SK != expert_of_slot_S.unsqueeze(1)
-    cell_SK = other_SK * num_experts + expert_of_slot_S.unsqueeze(1)
-    top_k = expert_idx_TK.shape[1]
-    sums_QD = raw_SD.new_zeros(num_experts * num_experts, raw_SD.shape[1], dtype=torch.float32).index_add(
-        0, cell_SK[valid_SK], raw_SD.float().unsqueeze(1).expand(-1, top_k, -1)[valid_SK])
-    counts_Q = torch.zeros(num_experts * num_experts, device=raw_SD.device).index_add(
-        0, cell_SK[valid_SK], torch.ones(int(valid_SK.sum()), device=raw_SD.device))
-    means_QD = sums_QD / counts_Q.clamp(min=1).unsqueeze(-1)
-    return means_QD.view(num_experts, num_experts, -1), counts_Q.view(num_experts, num_experts)
-
-
-def expert_group_gather_reference(unselected_TE, means_EED, token_of_slot_S, offsets_E, top_k):
-    """Pure torch: estimate_TD (fp32) = (1/K) sum_{s: t(s)=t} u[t] @ mu[e(s)]."""
-    estimate_TD = torch.zeros(unselected_TE.shape[0], means_EED.shape[2], device=means_EED.device)
-    bounds = [0] + offsets_E.tolist()
-    for expert in range(means_EED.shape[0]):
-        tokens = token_of_slot_S[bounds[expert]:bounds[expert + 1]]
-        estimate_TD = estimate_TD.index_add(0, tokens, unselected_TE[tokens].float() @ means_EED[expert].float())
-    return estimate_TD / top_k
+from kernels.reference import expert_group_gather_reference, expert_group_scatter_reference
 
 
 # ------------------------------------------------------------------------------ kernels
@@ -167,7 +143,7 @@ class _TritonGather(torch.autograd.Function):
 # --------------------------------------------------------------------------- dispatchers
 def expert_group_scatter(raw_SD, token_of_slot_S, expert_of_slot_S, expert_idx_TK, num_experts, impl: str = "auto"):
     """Group means mu_EED[j, i] (fp32, differentiable w.r.t. raw_SD) and counts_EE from sorted slots."""
-    if resolve_impl(impl, raw_SD) == "reference":
+    if resolve_impl(impl, raw_SD) != "triton":
         return expert_group_scatter_reference(raw_SD, token_of_slot_S, expert_of_slot_S, expert_idx_TK, num_experts)
     sums_QD, counts_Q = _TritonScatter.apply(raw_SD, token_of_slot_S, expert_of_slot_S, expert_idx_TK, num_experts)
     means_QD = sums_QD / counts_Q.clamp(min=1).unsqueeze(-1)
@@ -176,6 +152,6 @@ def expert_group_scatter(raw_SD, token_of_slot_S, expert_of_slot_S, expert_idx_T
 
 def expert_group_gather(unselected_TE, means_EED, token_of_slot_S, offsets_E, top_k: int, impl: str = "auto"):
     """Per-token estimate (1/K) sum_{j in A(t)} sum_i u_{t,i} mu[j, i] (fp32 [T, D])."""
-    if resolve_impl(impl, means_EED) == "reference":
+    if resolve_impl(impl, means_EED) != "triton":
         return expert_group_gather_reference(unselected_TE, means_EED, token_of_slot_S, offsets_E, top_k)
     return _TritonGather.apply(unselected_TE, means_EED, token_of_slot_S, offsets_E, top_k)

@@ -15,7 +15,7 @@ Modes of ``grouped_swiglu``:
   Default-MoE EMA statistics, fused into the down-projection epilogue.
 
 Three implementations with one autograd contract (grads for x, the three weights and weight_S):
-- ``grouped_swiglu_reference``: plain torch ops, autograd by torch (the test oracle);
+- ``kernels.reference.grouped_swiglu_reference``: plain torch ops, autograd by torch (the test oracle);
 - ``_TorchGroupedSwiGLU``: the CPU production path: per-expert products through ``kernels.cpu_gemm``
   (oneDNN for fp32, about twice torch.mm's MKL rate on AMD CPUs; rows zero-padded to bucketed
   counts), a hand-written backward that saves only the gate/up pre-activations per expert (small
@@ -36,6 +36,7 @@ from kernels._triton import (
     triton, wgrad_blocks,
 )
 from kernels.cpu_gemm import CpuGemm
+from kernels.reference import grouped_swiglu_reference
 
 
 def _check(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S, weight_S) -> None:
@@ -48,32 +49,6 @@ def _check(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S, weig
     if x.shape[-1] != d_model or offsets_E.shape != (num_experts,):
         raise ValueError(f"grouped_swiglu: x {tuple(x.shape)} / offsets {tuple(offsets_E.shape)} do not match "
                          f"E={num_experts}, D={d_model}")
-
-
-# ----------------------------------------------------------------------------- reference
-def grouped_swiglu_reference(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S=None,
-                             weight_S=None, return_sums: bool = False):
-    """Pure-torch reference (autograd by torch): see the module docstring for the modes."""
-    _check(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S, weight_S)
-    x_SD = x[token_of_slot_S] if token_of_slot_S is not None else x
-    bounds = [0] + offsets_E.tolist()
-    pieces = []
-    for expert in range(w_gate_EDF.shape[0]):
-        x_chunk = x_SD[bounds[expert]:bounds[expert + 1]]
-        hidden = F.silu(x_chunk @ w_gate_EDF[expert]) * (x_chunk @ w_up_EDF[expert])
-        pieces.append(hidden @ w_down_EFD[expert])
-    raw_SD = torch.cat(pieces) if pieces else x_SD.new_zeros(0, x.shape[-1])
-    sums_ED = None
-    if return_sums:
-        expert_of_slot_S = torch.repeat_interleave(
-            torch.arange(len(bounds) - 1, device=x.device), torch.diff(torch.tensor(bounds, device=x.device)))
-        sums_ED = torch.zeros(w_gate_EDF.shape[0], x.shape[-1], device=x.device).index_add(
-            0, expert_of_slot_S, raw_SD.detach().float())
-    if weight_S is None:
-        out = raw_SD
-    else:
-        out = torch.zeros_like(x).index_add(0, token_of_slot_S, raw_SD * weight_S.to(raw_SD.dtype).unsqueeze(-1))
-    return (out, sums_ED) if return_sums else out
 
 
 # ------------------------------------------------------------------ CPU production path
@@ -411,10 +386,10 @@ def grouped_swiglu(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot
     each slot's weighted output to its own row and sums over K, deterministic and without atomics.
     """
     _check(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S, weight_S)
-    if impl == "reference":
+    chosen = resolve_impl(impl, x)
+    if chosen == "reference":
         return grouped_swiglu_reference(x, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E, token_of_slot_S,
                                         weight_S, return_sums)
-    chosen = "torch" if impl == "torch" else resolve_impl(impl, x)
     if chosen == "triton":
         use_order = slot_order_S if weight_S is not None and slot_order_S is not None else None
         if use_order is not None and use_order.shape[0] % x.shape[0]:

@@ -20,23 +20,7 @@ from typing import Optional
 import torch
 
 from kernels._triton import interpreting, resolve_impl, tl, triton
-
-
-# ----------------------------------------------------------------------------- reference
-def fused_routing_reference(logits_TE: torch.Tensor, top_k: int, normalize_topk: bool = False,
-                            bias_E: Optional[torch.Tensor] = None, default_vectors_ED: Optional[torch.Tensor] = None):
-    """Pure-torch reference: returns (probs_TE, idx_TK, weights_TK, default_TD or None)."""
-    probs_TE = torch.softmax(logits_TE.float(), dim=-1)
-    scores_TE = probs_TE.detach() if bias_E is None else probs_TE.detach() + bias_E.float()
-    idx_TK = scores_TE.topk(top_k, dim=-1).indices
-    if normalize_topk:  # = probs[idx] / sum probs[idx], as lit_moe's router computes it
-        weights_TK = torch.softmax(logits_TE.float().gather(1, idx_TK), dim=-1)
-    else:
-        weights_TK = probs_TE.gather(1, idx_TK)
-    default_TD = None
-    if default_vectors_ED is not None:
-        default_TD = probs_TE.scatter(1, idx_TK, 0.0) @ default_vectors_ED.detach().float()
-    return probs_TE, idx_TK, weights_TK, default_TD
+from kernels.reference import fused_routing_reference
 
 
 # ------------------------------------------------------------------------------ kernels
@@ -228,11 +212,12 @@ def fused_routing(logits_TE: torch.Tensor, top_k: int, normalize_topk: bool = Fa
                   impl: str = "auto"):
     """Softmax + top-K (+ default term). Returns (probs_TE, idx_TK, weights_TK, default_TD or None).
 
-    ``impl``: ``auto`` (Triton on CUDA, reference on CPU), ``triton`` or ``reference``. Ties between
-    equal probabilities may be broken differently by the two implementations.
+    ``impl``: ``auto`` (Triton on CUDA, torch elsewhere), ``triton``, ``torch`` or ``reference`` (for
+    this op the torch path is the reference). Ties between equal probabilities may be broken
+    differently by the two implementations.
     """
     if not 1 <= top_k <= logits_TE.shape[-1]:
         raise ValueError(f"fused_routing: top_k={top_k} must lie in [1, E={logits_TE.shape[-1]}]")
-    if resolve_impl(impl, logits_TE) == "reference":
+    if resolve_impl(impl, logits_TE) != "triton":
         return fused_routing_reference(logits_TE, top_k, normalize_topk, bias_E, default_vectors_ED)
     return _TritonRouting.apply(logits_TE, top_k, normalize_topk, bias_E, default_vectors_ED)

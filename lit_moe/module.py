@@ -1,11 +1,12 @@
-"""LightningModule for MoE language modelling: losses, metrics, optimizer, routing dashboards."""
+"""LightningModule for MoE language modelling: losses, metrics, optimizer, the per-step router-state
+update and non-finite-step skipping. Dashboards and router-gradient fidelity are callbacks
+(``lit_moe.callbacks``); activation checkpointing and FSDP2 are applied in ``parallelize``."""
 
 from __future__ import annotations
 
 import math
 import os
 import random
-import time
 from collections import defaultdict
 from dataclasses import replace
 from typing import Optional
@@ -17,11 +18,9 @@ import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
 from lit_moe.errors import TrainingAbortedError, UserInputError
-from lit_moe.metrics.gradient_fidelity import gradient_fidelity
-from lit_moe.metrics.routing import routing_load_metrics
 from lit_moe.model import MoEStats, MoETransformer, MoETransformerConfig
 from lit_moe.model.moe_layer import sum_stats
-from lit_moe.parallelize import parallelize, unsharded
+from lit_moe.parallelize import parallelize
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -69,9 +68,6 @@ class LanguageModelingModule(pl.LightningModule):
             trainer's total (``max_steps`` or epochs × batches).
         weight_decay: AdamW decoupled weight decay, applied to matrices only (not norms/biases).
         betas: AdamW betas.
-        fidelity_every_n_steps: Log router-gradient fidelity against the dense reference every N
-            optimizer steps (costs one dense expert pass per MoE layer); 0 disables it.
-        log_histograms: Also write per-expert load and default-vector-norm histograms.
         activation_checkpointing: Recompute each transformer block in the backward pass.
         max_consecutive_nonfinite: A step whose loss or gradient is not finite is skipped (and counted
             as ``train/skipped_steps``); after this many in a row the run saves a checkpoint and stops.
@@ -90,14 +86,18 @@ class LanguageModelingModule(pl.LightningModule):
         decay_steps: Optional[int] = None,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.95),
-        fidelity_every_n_steps: int = 50,
-        log_histograms: bool = True,
         activation_checkpointing: bool = False,
         max_consecutive_nonfinite: int = 5,
         meta_init: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if not learning_rate > 0:
+            raise UserInputError(f"model.learning_rate={learning_rate} must be > 0 (e.g. 1e-3 for the tiny config)")
+        if not 0.0 <= min_lr_ratio <= 1.0:
+            raise UserInputError(f"model.min_lr_ratio={min_lr_ratio} must lie in [0, 1]")
+        if warmup_steps < 0:
+            raise UserInputError(f"model.warmup_steps={warmup_steps} must be >= 0")
         self.config = self._resolve_vocab(config, tokenizer_vocab_size)
         self.learning_rate = learning_rate
         self.min_lr_ratio = min_lr_ratio
@@ -105,8 +105,6 @@ class LanguageModelingModule(pl.LightningModule):
         self.decay_steps = decay_steps
         self.weight_decay = weight_decay
         self.betas = tuple(betas)
-        self.fidelity_every_n_steps = fidelity_every_n_steps
-        self.log_histograms = log_histograms
         self.activation_checkpointing = activation_checkpointing
         self.max_consecutive_nonfinite = max_consecutive_nonfinite
         self.meta_init = meta_init
@@ -114,10 +112,11 @@ class LanguageModelingModule(pl.LightningModule):
         self.skipped_steps = 0
         self._consecutive_nonfinite = 0
         self._last_loss: Optional[torch.Tensor] = None
-        self._grad_norm: Optional[torch.Tensor] = None
         self.val_perplexity = Perplexity()
         self._pending_stats: dict[int, list[MoEStats]] = defaultdict(list)
-        self._last_batch_end: Optional[float] = None
+        # This optimizer step's routing statistics, summed over micro-batches and ranks (read by the
+        # routing dashboard); empty after a skipped step.
+        self.step_router_stats: dict[int, MoEStats] = {}
 
     @staticmethod
     def _resolve_vocab(config: MoETransformerConfig, tokenizer_vocab_size: Optional[int]) -> MoETransformerConfig:
@@ -131,6 +130,15 @@ class LanguageModelingModule(pl.LightningModule):
                 f"the tokenizer has {tokenizer_vocab_size} tokens but model.config.vocab_size is {config.vocab_size}: "
                 f"set model.config.vocab_size >= {tokenizer_vocab_size} (or leave it unset to follow the tokenizer)")
         return config
+
+    def setup(self, stage: str) -> None:
+        """Refuse a datamodule whose sequences the model cannot hold, before any step runs."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        seq_len = getattr(datamodule, "seq_len", None)
+        if isinstance(seq_len, int) and seq_len > self.config.max_seq_len:
+            raise UserInputError(
+                f"data.seq_len={seq_len} exceeds model.config.max_seq_len={self.config.max_seq_len}: raise "
+                f"model.config.max_seq_len to >= {seq_len} or lower data.seq_len")
 
     # ----------------------------------------------------------------- model
     def configure_model(self) -> None:
@@ -168,7 +176,7 @@ class LanguageModelingModule(pl.LightningModule):
         for index, stats in output.moe_stats.items():
             self._pending_stats[index].append(stats)
         self.log("train/loss", lm_loss, prog_bar=True)
-        if output.moe_stats:
+        if output.moe_stats and (self.config.aux_loss_coef > 0 or self.config.z_loss_coef > 0):
             self.log("train/aux_loss", aux_loss)
         self._last_loss = (lm_loss + aux_loss).detach()
         return lm_loss + aux_loss
@@ -180,19 +188,7 @@ class LanguageModelingModule(pl.LightningModule):
         self.val_perplexity.update(logits_BSV, targets_BS)
         self.log("val/ppl", self.val_perplexity, prog_bar=True)
 
-    # ------------------------------------------------------------ dashboards
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        capture = self.fidelity_every_n_steps > 0 and self.global_step % self.fidelity_every_n_steps == 0
-        for layer in self.model.moe_layers().values():
-            layer.capture_for_fidelity = capture
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        now = time.perf_counter()
-        if self._last_batch_end is not None:
-            tokens = batch[0].numel() * self.trainer.world_size
-            self.log("train/tokens_per_s", tokens / max(now - self._last_batch_end, 1e-9))
-        self._last_batch_end = now
-
+    # ------------------------------------------------------- optimizer step
     def _gradient_norm(self) -> torch.Tensor:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if not grads:
@@ -200,24 +196,26 @@ class LanguageModelingModule(pl.LightningModule):
         norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
         return norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # DTensor under FSDP2
 
-    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
-        """Run forward/backward, then step only if the loss and the gradient are finite."""
-        optimizer_closure()
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """After backward (and AMP unscaling), before clipping and the update: skip a non-finite step by
+        dropping its gradients (AdamW leaves parameters without a gradient untouched, and a GradScaler
+        still sees the inf it recorded), otherwise apply this step's router-state update."""
         grad_norm = self._gradient_norm()
         loss = self._last_loss if self._last_loss is not None else grad_norm
-        if bool(torch.isfinite(grad_norm) & torch.isfinite(loss)):
-            self._consecutive_nonfinite = 0
-            self._grad_norm = grad_norm
-            optimizer.step(closure=lambda: None)  # runs on_before_optimizer_step, clipping, the update
+        if not bool(torch.isfinite(grad_norm) & torch.isfinite(loss)):
+            self._skip_nonfinite_step(optimizer)
             return
-        self._skip_nonfinite_step(optimizer)
+        self._consecutive_nonfinite = 0
+        self.log("train/grad_norm", grad_norm)
+        self.log("train/skipped_steps", float(self.skipped_steps))
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
+        self._apply_router_updates()
 
     def _skip_nonfinite_step(self, optimizer) -> None:
         self.skipped_steps += 1
         self._consecutive_nonfinite += 1
         self._pending_stats.clear()
-        for layer in self.model.moe_layers().values():
-            layer.fidelity_capture, layer.capture_for_fidelity = None, False
+        self.step_router_stats = {}
         optimizer.zero_grad(set_to_none=True)
         self.log("train/skipped_steps", float(self.skipped_steps))
         if 0 < self.max_consecutive_nonfinite <= self._consecutive_nonfinite:
@@ -230,24 +228,6 @@ class LanguageModelingModule(pl.LightningModule):
                 f"{self.global_step}); saved the last good state to {path}. Lower the learning rate, enable "
                 f"gradient clipping or check the data, then resume with --ckpt_path {path}")
 
-    def on_before_optimizer_step(self, optimizer) -> None:
-        self.log("train/grad_norm", self._grad_norm if self._grad_norm is not None else self._gradient_norm())
-        self.log("train/skipped_steps", float(self.skipped_steps))
-        self.log("train/lr", optimizer.param_groups[0]["lr"])
-        self._log_gradient_fidelity()
-        self._apply_router_updates()
-
-    def _log_gradient_fidelity(self) -> None:
-        for index, layer in self.model.moe_layers().items():
-            capture, layer.fidelity_capture = layer.fidelity_capture, None
-            layer.capture_for_fidelity = False
-            if capture is None or capture.grad_TD is None:
-                continue
-            with unsharded(self.model.blocks[index]):
-                result = gradient_fidelity(layer, capture.x_TD, capture.grad_TD)
-            self.log(f"moe/layer{index}/grad_fidelity_cos", result.cosine)
-            self.log(f"moe/layer{index}/grad_norm_ratio", result.norm_ratio)
-
     def _all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             tensor = tensor.clone()
@@ -255,47 +235,14 @@ class LanguageModelingModule(pl.LightningModule):
         return tensor
 
     def _apply_router_updates(self) -> None:
-        """Sum this step's routing statistics over micro-batches and ranks, update the Default-MoE
-        default vectors and balancing biases (identically on every rank), and log load metrics."""
+        """Sum this step's routing statistics over micro-batches and ranks and update the Default-MoE
+        default vectors and balancing biases (identically on every rank)."""
         if not self._pending_stats:
+            self.step_router_stats = {}
             return
-        summed = {i: sum_stats(stats, self._all_reduce_sum) for i, stats in self._pending_stats.items()}
+        self.step_router_stats = {i: sum_stats(stats, self._all_reduce_sum) for i, stats in self._pending_stats.items()}
         self._pending_stats.clear()
-        self.model.update_router_state(summed)
-        write_histograms = self.log_histograms and self._should_write_histograms()
-        for index, stats in summed.items():
-            prefix = f"moe/layer{index}"
-            for name, value in routing_load_metrics(stats.load_counts_E).items():
-                self.log(f"{prefix}/{name}", value)
-            self.log(f"{prefix}/router_entropy", stats.router_entropy_sum / max(stats.num_tokens, 1))
-            self.log(f"{prefix}/aux_loss", stats.aux_loss)
-            self.log(f"{prefix}/z_loss", stats.z_loss)
-            layer = self.model.moe_layers()[index]
-            if layer.router_name == "default":
-                norms_E = layer.default_vectors_ED.norm(dim=-1)
-                self.log(f"{prefix}/default_norm", norms_E.mean())
-            if write_histograms:
-                self._write_histograms(prefix, stats, layer)
-
-    def _should_write_histograms(self) -> bool:
-        logger = self.logger
-        every = max(1, self.trainer.log_every_n_steps)
-        return (logger is not None and hasattr(logger.experiment, "add_histogram_raw")
-                and self.global_step % every == 0 and self.trainer.is_global_zero)
-
-    def _write_histograms(self, prefix: str, stats: MoEStats, layer) -> None:
-        writer = self.logger.experiment
-        counts_E = stats.load_counts_E.double().cpu()
-        num_experts = counts_E.numel()
-        experts_E = torch.arange(num_experts, dtype=torch.float64)
-        # One bucket per expert: the TensorBoard histogram shows the load of expert 0..N-1.
-        writer.add_histogram_raw(
-            f"{prefix}/expert_load", min=0.0, max=float(num_experts - 1), num=float(counts_E.sum()),
-            sum=float((counts_E * experts_E).sum()), sum_squares=float((counts_E * experts_E**2).sum()),
-            bucket_limits=(experts_E + 0.5).tolist(), bucket_counts=counts_E.tolist(), global_step=self.global_step)
-        if layer.router_name == "default":
-            writer.add_histogram(f"{prefix}/default_vector_norms", layer.default_vectors_ED.norm(dim=-1).float().cpu(),
-                                 global_step=self.global_step)
+        self.model.update_router_state(self.step_router_stats)
 
     # ----------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

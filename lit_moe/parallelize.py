@@ -1,5 +1,10 @@
-"""Apply parallelism from outside the model (torchtitan style): activation checkpointing per block
-and FSDP2 ``fully_shard`` per transformer block over the data-parallel mesh."""
+"""Apply parallelism from outside the model (torchtitan style): activation checkpointing wraps each
+transformer block, then FSDP2 ``fully_shard`` shards each (wrapped) block over the data-parallel mesh.
+
+Activation checkpointing is one mechanism for every strategy: ``LanguageModelingModule(
+activation_checkpointing=True)`` wraps the blocks here (also under Lightning's FSDPStrategy, whose
+``activation_checkpointing_policy`` the shipped configs therefore leave unset).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,25 @@ from typing import Iterator, Optional
 
 import torch
 from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointImpl, checkpoint_wrapper
 
 from lit_moe.model.transformer import MoETransformer
 
 
+def apply_activation_checkpointing(model: MoETransformer) -> MoETransformer:
+    """Recompute each block in the backward pass (non-reentrant; state-dict keys are unchanged)."""
+    for index, block in enumerate(model.blocks):
+        model.blocks[index] = checkpoint_wrapper(block, checkpoint_impl=CheckpointImpl.NO_REENTRANT)
+    return model
+
+
 def parallelize(model: MoETransformer, device_mesh=None, activation_checkpointing: bool = False,
                 param_dtype: Optional[torch.dtype] = None) -> MoETransformer:
-    """Shard ``model`` with FSDP2 (one unit per block, plus the root) when a device mesh is given.
-
-    ``param_dtype`` (e.g. bf16) enables FSDP2's mixed-precision policy (fp32 reductions)."""
-    model.activation_checkpointing = activation_checkpointing
+    """Wrap blocks for activation checkpointing, then shard with FSDP2 (one unit per block, plus the
+    root) when a device mesh is given. ``param_dtype`` (e.g. bf16) enables FSDP2's mixed-precision
+    policy (fp32 reductions)."""
+    if activation_checkpointing:
+        apply_activation_checkpointing(model)
     if device_mesh is None:
         return model
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard

@@ -1,4 +1,6 @@
-"""Shared test set-up: offline hubs, repo root importable (for cli.py), quiet logs."""
+"""Shared test set-up: offline hubs, repo root importable (for cli.py), quiet logs, and the Triton
+interpreter where there is no GPU (TRITON_INTERPRET must be set before ``kernels`` is imported, which
+``lit_moe`` does)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

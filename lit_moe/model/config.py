@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Optional
 
 from lit_moe.errors import UserInputError
+from lit_moe.model.backends import BACKEND_ALIASES, BACKENDS
+from lit_moe.model.routers import ROUTING_RULES
+from lit_moe.model.scoring import SCORE_FUNCTIONS
 
-RouterName = Literal["topk", "default", "dense", "expert_group"]
-BackendName = Literal["loop", "grouped_mm", "triton"]
+# The choices come from the registries: a new routing rule, backend or score function is one file.
+RouterName = Literal[tuple(ROUTING_RULES)]
+BackendName = Literal[tuple(BACKENDS) + tuple(BACKEND_ALIASES)]
+ScoreFunctionName = Literal[tuple(SCORE_FUNCTIONS)]
 
 
 @dataclass
@@ -31,20 +37,25 @@ class MoETransformerConfig:
         first_k_dense: The first k blocks use a dense SwiGLU MLP instead of an MoE layer.
         d_dense: Hidden width of the dense MLPs; ``None`` means ``top_k * d_expert`` (equal active
             parameters).
-        router: ``topk`` (baseline), ``default`` (Default MoE, EMA default expert outputs),
-            ``dense`` (straight-through reference, every expert on every token), ``expert_group``
-            (expert-group approximation of missing outputs).
-        normalize_topk: Renormalise the K selected probabilities to sum to 1 (Mixtral style);
-            ``False`` weights by the softmax over all N (the Default-MoE authors' choice).
+        router: Routing rule (``lit_moe/model/routers/``): ``topk`` (baseline), ``default`` (Default
+            MoE, EMA default expert outputs), ``dense`` (straight-through reference, every expert on
+            every token), ``expert_group`` (expert-group approximation of missing outputs).
+        score_function: How logits become scores: ``softmax`` over all experts, or ``sigmoid`` per
+            expert (DeepSeek-V3 style; pair with ``normalize_topk`` and ``bias_update_rate``).
+        normalize_topk: Renormalise the K selected scores to sum to 1 (Mixtral style); ``False``
+            weights by the softmax over all N (the Default-MoE authors' choice). Routers with a
+            missing-expert term keep the renormalised forward value but take their router gradient
+            through the unnormalised scores (see ``lit_moe/model/routers/base.py``).
         default_beta: EMA decay of the Default-MoE default vectors (paper value unverified; 0.9).
         default_mode: ``forward`` adds the default term to the output (stable, default);
             ``straight_through`` keeps the TopK forward value and only adds the router gradient.
         aux_loss_coef: Switch load-balancing loss weight (alpha); 0 disables it.
         z_loss_coef: Router z-loss weight; 0 disables it.
         bias_update_rate: Aux-loss-free balancing step u (DeepSeek-V3); 0 disables the biases.
-        backend: Expert computation: ``loop`` (reference: per-expert matmuls over sorted tokens),
-            ``grouped_mm`` (``torch._grouped_mm``), ``triton`` (the fused kernels of ``kernels/`` on
-            CUDA; on CPU the same entry points run a memory-lean torch implementation).
+        backend: Expert computation (``lit_moe/model/backends.py``): ``loop`` (reference: per-expert
+            matmuls over sorted tokens), ``grouped_mm`` (``torch._grouped_mm``), ``fused`` (the Triton
+            kernels of ``kernels/`` on CUDA; on CPU a hand-written torch path with oneDNN products,
+            the fastest there). ``triton`` is the old name of ``fused`` (deprecated).
         tie_embeddings: Share the input embedding with the output projection.
         init_std: Standard deviation of the normal weight initialisation.
     """
@@ -63,6 +74,7 @@ class MoETransformerConfig:
     first_k_dense: int = 0
     d_dense: Optional[int] = None
     router: RouterName = "topk"
+    score_function: ScoreFunctionName = "softmax"
     normalize_topk: bool = False
     default_beta: float = 0.9
     default_mode: Literal["forward", "straight_through"] = "forward"
@@ -74,12 +86,22 @@ class MoETransformerConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        if self.backend in BACKEND_ALIASES:
+            warnings.warn(f"backend '{self.backend}' is deprecated: use '{BACKEND_ALIASES[self.backend]}' (same code)",
+                          FutureWarning, stacklevel=3)
+            self.backend = BACKEND_ALIASES[self.backend]
         problems = []
+        for field, value, allowed in (("router", self.router, ROUTING_RULES), ("backend", self.backend, BACKENDS),
+                                      ("score_function", self.score_function, SCORE_FUNCTIONS)):
+            if value not in allowed:
+                problems.append(f"{field}={value!r} is not one of {sorted(allowed)}")
         if self.d_model % self.n_heads:
             problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         elif (self.d_model // self.n_heads) % 2:
             problems.append("the head dimension d_model/n_heads must be even for RoPE")
-        if not 1 <= self.top_k <= self.num_experts:
+        if self.num_experts < 1:
+            problems.append(f"num_experts={self.num_experts} must be >= 1")
+        elif not 1 <= self.top_k <= self.num_experts:
             problems.append(f"top_k={self.top_k} must lie in [1, num_experts={self.num_experts}]")
         if not 0 <= self.first_k_dense <= self.n_layers:
             problems.append(f"first_k_dense={self.first_k_dense} must lie in [0, n_layers={self.n_layers}]")

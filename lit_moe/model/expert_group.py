@@ -1,4 +1,5 @@
-"""Expert-group approximation of the missing expert outputs (spec §1.4), pure torch.
+"""Expert-group approximation of the missing expert outputs (spec §1.4): the CPU/torch production path
+(the oracle of mu is ``kernels.reference.expert_group_means``).
 
 Shape legend: T tokens, D model width, E experts, K experts per token, S = T*K expert-sorted
 routing slots; I, J index experts where a tensor is laid out [i, j] rather than [j, i].
@@ -24,26 +25,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from lit_moe.model.experts import Dispatch, grouped_matmul, grouped_outer
-
-
-def expert_group_means(raw_TKD: torch.Tensor, expert_idx_TK: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """mu_EED[j, i] = mean of E_i(x') over tokens x' routed to both j and i (0 for empty cells).
-
-    Pure-torch reference on the token-major layout (tests and the scatter kernel compare with it).
-    """
-    num_tokens, top_k, d_model = raw_TKD.shape
-    sums_QD = raw_TKD.new_zeros(num_experts * num_experts, d_model)
-    counts_Q = raw_TKD.new_zeros(num_experts * num_experts)
-    for a in range(top_k):
-        for b in range(top_k):
-            if a == b:
-                continue
-            cell_T = expert_idx_TK[:, a] * num_experts + expert_idx_TK[:, b]
-            sums_QD = sums_QD.index_add(0, cell_T, raw_TKD[:, b])
-            counts_Q = counts_Q.index_add(0, cell_T, torch.ones_like(cell_T, dtype=counts_Q.dtype))
-    means_QD = sums_QD / counts_Q.clamp(min=1).unsqueeze(-1)
-    return means_QD.view(num_experts, num_experts, d_model)
+from lit_moe.model.grouped import Dispatch, grouped_matmul, grouped_outer
 
 
 def slot_partners(dispatch: Dispatch, expert_idx_TK: torch.Tensor, num_experts: int,
@@ -63,14 +45,6 @@ def group_means_from_slots(raw_SD: torch.Tensor, partners_SE: torch.Tensor, disp
     sums_IJD = grouped_outer(partners_SE, raw_SD.float(), dispatch, use_grouped_mm)
     counts_IJ = partners_SE.new_zeros(num_experts, num_experts).index_add_(0, dispatch.expert_of_slot_S, partners_SE)
     return sums_IJD / counts_IJ.clamp(min=1).unsqueeze(-1), counts_IJ
-
-
-def expert_group_means_sorted(raw_SD: torch.Tensor, dispatch: Dispatch, expert_idx_TK: torch.Tensor,
-                              num_experts: int) -> torch.Tensor:
-    """``expert_group_means`` ([j, i] = mu[j, i], fp32, no gradient) from expert-sorted slot outputs."""
-    partners_SE = slot_partners(dispatch, expert_idx_TK, num_experts)
-    means_IJD, _ = group_means_from_slots(raw_SD, partners_SE, dispatch, use_grouped_mm=True)
-    return means_IJD.transpose(0, 1).contiguous()
 
 
 class _CombineWithGroupEstimate(torch.autograd.Function):

@@ -1,115 +1,40 @@
-"""Stacked SwiGLU experts and sort-based token dispatch.
+"""Stacked SwiGLU experts with an expert backend chosen at construction.
 
-Shape legend: T tokens, D model width, E experts, K experts per token, F expert hidden width,
-S = T*K routing slots (one per (token, selected expert) pair), sorted by expert id.
+Shape legend: T tokens, D model width, E experts, F expert hidden width, S expert-sorted slots.
 
 Expert weights are stacked 3-D parameters (``w_gate_EDF``, ``w_up_EDF``, ``w_down_EFD``) so that
-grouped GEMMs and Triton kernels can consume them directly.
+grouped GEMMs and Triton kernels can consume them directly; how they are computed is the backend's
+business (``lit_moe.model.backends``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lit_moe.model.backends import BACKENDS, ExpertBackend
+from lit_moe.model.grouped import Dispatch
 
-@dataclass
-class Dispatch:
-    """Routing slots sorted by expert: slot s processes token ``token_of_slot_S[s]`` on expert
-    ``expert_of_slot_S[s]``; ``slot_order_S`` maps sorted slots back to flat (token, k) positions."""
-
-    token_of_slot_S: torch.Tensor
-    expert_of_slot_S: torch.Tensor
-    slot_order_S: torch.Tensor
-    counts_E: torch.Tensor
-    offsets_E: torch.Tensor  # int32 cumulative end offsets (torch._grouped_mm convention)
-
-    @classmethod
-    def from_indices(cls, expert_idx_TK: torch.Tensor, num_experts: int) -> "Dispatch":
-        top_k = expert_idx_TK.shape[1]
-        flat_expert_S = expert_idx_TK.reshape(-1)
-        slot_order_S = torch.argsort(flat_expert_S, stable=True)
-        counts_E = torch.bincount(flat_expert_S, minlength=num_experts)
-        return cls(
-            token_of_slot_S=slot_order_S // top_k,
-            expert_of_slot_S=flat_expert_S[slot_order_S],
-            slot_order_S=slot_order_S,
-            counts_E=counts_E,
-            offsets_E=torch.cumsum(counts_E, 0).to(torch.int32),
-        )
-
-
-def swiglu_loop(x_SD, w_gate_EDF, w_up_EDF, w_down_EFD, counts_E) -> torch.Tensor:
-    """Per-expert matmuls over contiguous slices of expert-sorted slots (one host sync)."""
-    pieces = []
-    for expert, x_chunk in enumerate(torch.split(x_SD, counts_E.tolist())):
-        if x_chunk.shape[0] == 0:
-            continue
-        hidden = F.silu(x_chunk @ w_gate_EDF[expert]) * (x_chunk @ w_up_EDF[expert])
-        pieces.append(hidden @ w_down_EFD[expert])
-    if not pieces:
-        return x_SD.new_zeros(x_SD.shape)
-    return torch.cat(pieces)
-
-
-def _pad_last(t: torch.Tensor, align: int) -> torch.Tensor:
-    """Zero-pad the last dimension to a multiple of ``align``."""
-    pad = -t.shape[-1] % align
-    return F.pad(t, (0, pad)) if pad else t
-
-
-def _grouped_mm_alignment(t: torch.Tensor) -> int:
-    """``torch._grouped_mm`` needs 16-byte aligned strides: elements per 16 bytes."""
-    return max(1, 16 // t.element_size())
-
-
-def grouped_mm(a_SX: torch.Tensor, b_EXY: torch.Tensor, offsets_E: torch.Tensor) -> torch.Tensor:
-    """``torch._grouped_mm`` (out[s] = a[s] @ b[group of s]) that zero-pads the inner and output
-    dimensions to 16-byte multiples, which the op requires of its strides."""
-    align = _grouped_mm_alignment(a_SX)
-    width_x, width_y = a_SX.shape[-1], b_EXY.shape[-1]
-    a_SX = _pad_last(a_SX, align)
-    b_EXY = _pad_last(F.pad(b_EXY, (0, 0, 0, a_SX.shape[-1] - width_x)), align)
-    out_SY = torch._grouped_mm(a_SX, b_EXY, offs=offsets_E)
-    return out_SY[:, :width_y] if out_SY.shape[1] != width_y else out_SY
-
-
-def grouped_matmul(a_SX: torch.Tensor, b_EXY: torch.Tensor, dispatch: Dispatch, use_grouped_mm: bool) -> torch.Tensor:
-    """out[s] = a[s] @ b[expert_of_slot[s]] for expert-sorted slots (``torch._grouped_mm`` or a loop)."""
-    if use_grouped_mm:
-        return grouped_mm(a_SX, b_EXY, dispatch.offsets_E)
-    pieces = [chunk @ b_EXY[e] for e, chunk in enumerate(torch.split(a_SX, dispatch.counts_E.tolist()))]
-    return torch.cat(pieces) if pieces else a_SX.new_zeros(0, b_EXY.shape[-1])
-
-
-def grouped_outer(a_SX: torch.Tensor, b_SY: torch.Tensor, dispatch: Dispatch, use_grouped_mm: bool) -> torch.Tensor:
-    """out[e] = a[slots of e]^T @ b[slots of e], [E, X, Y] (the weight gradient of a grouped GEMM)."""
-    width_x, width_y = a_SX.shape[-1], b_SY.shape[-1]
-    if use_grouped_mm:
-        align = _grouped_mm_alignment(a_SX)
-        out_EXY = torch._grouped_mm(_pad_last(a_SX, align).t(), _pad_last(b_SY, align), offs=dispatch.offsets_E)
-        return out_EXY[:, :width_x, :width_y]
-    counts = dispatch.counts_E.tolist()
-    return torch.stack([a.t() @ b for a, b in zip(torch.split(a_SX, counts), torch.split(b_SY, counts))])
-
-
-def swiglu_grouped_mm(x_SD, w_gate_EDF, w_up_EDF, w_down_EFD, offsets_E) -> torch.Tensor:
-    """One grouped GEMM per projection (``torch._grouped_mm``; no host sync)."""
-    gate_SF = grouped_mm(x_SD, w_gate_EDF, offsets_E)
-    up_SF = grouped_mm(x_SD, w_up_EDF, offsets_E)
-    return grouped_mm(F.silu(gate_SF) * up_SF, w_down_EFD, offsets_E)
+__all__ = ["Dispatch", "SwiGLUExperts", "scaled_init_std"]
 
 
 class SwiGLUExperts(nn.Module):
-    """E independent SwiGLU MLPs with stacked weights."""
+    """E independent SwiGLU MLPs with stacked weights.
+
+    Args:
+        num_experts: E.
+        d_model: D.
+        d_hidden: F, each expert's hidden width.
+        backend: A key of ``lit_moe.model.backends.BACKENDS`` (``loop``, ``grouped_mm``, ``fused``).
+    """
 
     def __init__(self, num_experts: int, d_model: int, d_hidden: int, backend: str = "loop") -> None:
         super().__init__()
-        self.backend = backend
+        self.backend: ExpertBackend = BACKENDS[backend]()
         self.w_gate_EDF = nn.Parameter(torch.empty(num_experts, d_model, d_hidden))
         self.w_up_EDF = nn.Parameter(torch.empty(num_experts, d_model, d_hidden))
         self.w_down_EFD = nn.Parameter(torch.empty(num_experts, d_hidden, d_model))
@@ -123,36 +48,23 @@ class SwiGLUExperts(nn.Module):
     def num_experts(self) -> int:
         return self.w_gate_EDF.shape[0]
 
-    def forward_sorted(self, x_SD: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
-        """Raw expert outputs E_e(x) for expert-sorted slots."""
-        weights = (self.w_gate_EDF, self.w_up_EDF, self.w_down_EFD)
-        if self.backend == "grouped_mm":
-            return swiglu_grouped_mm(x_SD, *weights, dispatch.offsets_E)
-        if self.backend == "triton":
-            # Triton kernels on CUDA; on CPU the hand-written torch path of the same kernel.
-            from kernels import grouped_swiglu  # noqa: PLC0415 (imported on first use)
+    def raw(self, x_TD: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
+        """Raw expert outputs of the expert-sorted slots of tokens ``x_TD``, [S, D]."""
+        return self.backend.raw(self, x_TD, dispatch)
 
-            return grouped_swiglu(x_SD, *weights, dispatch.offsets_E)
-        return swiglu_loop(x_SD, *weights, dispatch.counts_E)
-
-    def forward_tokens(self, x_TD: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
-        """Raw expert outputs for the expert-sorted slots of tokens ``x_TD`` (the triton backend gathers
-        the tokens inside its GEMM tiles; the others gather first)."""
-        if self.backend == "triton":
-            from kernels import grouped_swiglu  # noqa: PLC0415 (imported on first use)
-
-            return grouped_swiglu(x_TD, self.w_gate_EDF, self.w_up_EDF, self.w_down_EFD, dispatch.offsets_E,
-                                  token_of_slot_S=dispatch.token_of_slot_S)
-        return self.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
+    def combine(self, x_TD: torch.Tensor, dispatch: Dispatch, weight_S: torch.Tensor,
+                want_sums: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(y_TD = routing-weighted sum of the slots' outputs, per-expert output sums or None)."""
+        return self.backend.combine(self, x_TD, dispatch, weight_S, want_sums)
 
     def forward_expert(self, expert: int, x_TD: torch.Tensor) -> torch.Tensor:
-        """Output of one expert on every token (used by the dense reference)."""
+        """Output of one expert on every token (the dense reference, analyses)."""
         hidden = F.silu(x_TD @ self.w_gate_EDF[expert]) * (x_TD @ self.w_up_EDF[expert])
         return hidden @ self.w_down_EFD[expert]
 
     def extra_repr(self) -> str:
         e, d, f = self.w_gate_EDF.shape
-        return f"num_experts={e}, d_model={d}, d_hidden={f}, backend={self.backend}"
+        return f"num_experts={e}, d_model={d}, d_hidden={f}, backend={self.backend.name}"
 
 
 def scaled_init_std(base_std: float, n_layers: int) -> float:

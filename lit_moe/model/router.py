@@ -1,68 +1,82 @@
-"""Softmax router with top-K selection and optional aux-loss-free balancing biases.
+"""The router (gate): logits z = W x, scores pi, top-K selection, optional aux-loss-free biases.
 
 Shape legend: T tokens, D model width, E experts, K experts per token.
+
+With ``fused=True`` (the ``fused`` expert backend) and CUDA inputs, softmax, top-K and the Default-MoE
+default term run in one Triton kernel (``kernels.fused_routing``); elsewhere the same values come
+from torch ops.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
+
+from kernels import fused_routing, resolve_impl
+from lit_moe.model.scoring import SCORE_FUNCTIONS
 
 
 @dataclass
 class RouterOutput:
     logits_TE: torch.Tensor
-    probs_TE: torch.Tensor  # softmax over all E experts (fp32)
+    probs_TE: torch.Tensor  # scores pi over all E experts (fp32; softmax: a distribution)
     expert_idx_TK: torch.Tensor  # selected experts
     weights_TK: torch.Tensor  # mixing weights of the selected experts (fp32)
+    default_TD: Optional[torch.Tensor] = None  # sum_{i not in A} pi_i Ehat_i, when computed by the fused kernel
 
     def unselected_probs(self) -> torch.Tensor:
         """pi_TE with the selected entries zeroed: the weights of the missing experts."""
         return self.probs_TE.scatter(1, self.expert_idx_TK, 0.0)
 
-
-def select_experts(logits_TE: torch.Tensor, probs_TE: torch.Tensor, expert_bias_E: torch.Tensor | None, top_k: int,
-                   normalize_topk: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-K of ``probs + bias`` (bias only steers selection), weighted by the unbiased probs.
-
-    With ``normalize_topk`` the weights pi_i / sum_{j in A} pi_j are computed as the softmax of the
-    selected logits (the same value), so unselected logits get exactly zero gradient.
-    """
-    scores_TE = probs_TE.detach()
-    if expert_bias_E is not None:
-        scores_TE = scores_TE + expert_bias_E
-    expert_idx_TK = scores_TE.topk(top_k, dim=-1).indices
-    if normalize_topk:
-        weights_TK = torch.softmax(logits_TE.gather(1, expert_idx_TK), dim=-1)
-    else:
-        weights_TK = probs_TE.gather(1, expert_idx_TK)
-    return expert_idx_TK, weights_TK
+    def selected_probs(self) -> torch.Tensor:
+        """pi of the selected experts, [T, K] (equals ``weights_TK`` unless normalised)."""
+        return self.probs_TE.gather(1, self.expert_idx_TK)
 
 
 class Router(nn.Module):
-    """Linear router: logits z = W x, probabilities pi = softmax(z) over all experts (fp32)."""
+    """Linear router with a score function chosen at construction.
+
+    Args:
+        d_model: Input width D.
+        num_experts: Experts E.
+        top_k: Experts selected per token K.
+        normalize_topk: Renormalise the K selected scores to sum to 1.
+        use_bias_balancing: Steer the selection with aux-loss-free balancing biases.
+        score_function: A key of ``lit_moe.model.scoring.SCORE_FUNCTIONS`` (``softmax``, ``sigmoid``).
+        fused: Use the Triton routing kernel where it runs (CUDA, softmax scores).
+    """
 
     def __init__(self, d_model: int, num_experts: int, top_k: int, normalize_topk: bool,
-                 use_bias_balancing: bool) -> None:
+                 use_bias_balancing: bool, score_function: str = "softmax", fused: bool = False) -> None:
         super().__init__()
         self.top_k = top_k
         self.normalize_topk = normalize_topk
         self.use_bias_balancing = use_bias_balancing
+        self.score_function = SCORE_FUNCTIONS[score_function]()
+        self.fused = fused and self.score_function.fusable
         self.weight_ED = nn.Parameter(torch.empty(num_experts, d_model))
         self.register_buffer("expert_bias_E", torch.zeros(num_experts))
         nn.init.normal_(self.weight_ED, std=0.02)
 
-    def forward(self, x_TD: torch.Tensor) -> RouterOutput:
-        return self.route_with_weight(x_TD, self.weight_ED)
-
-    def route_with_weight(self, x_TD: torch.Tensor, weight_ED: torch.Tensor) -> RouterOutput:
-        logits_TE = x_TD.float() @ weight_ED.float().t()
-        probs_TE = torch.softmax(logits_TE, dim=-1)
+    def forward(self, x_TD: torch.Tensor, default_vectors_ED: Optional[torch.Tensor] = None) -> RouterOutput:
+        """Route tokens; with ``default_vectors_ED`` the fused kernel (where it runs) also returns the
+        Default-MoE term in ``RouterOutput.default_TD``."""
+        logits_TE = x_TD.float() @ self.weight_ED.float().t()
         bias_E = self.expert_bias_E if self.use_bias_balancing else None
-        expert_idx_TK, weights_TK = select_experts(logits_TE, probs_TE, bias_E, self.top_k, self.normalize_topk)
-        return RouterOutput(logits_TE, probs_TE, expert_idx_TK, weights_TK)
+        if self.fused and resolve_impl("auto", x_TD) == "triton":
+            probs_TE, idx_TK, weights_TK, default_TD = fused_routing(
+                logits_TE, self.top_k, self.normalize_topk, bias_E, default_vectors_ED)
+            return RouterOutput(logits_TE, probs_TE, idx_TK, weights_TK, default_TD)
+        probs_TE = self.score_function.scores(logits_TE)
+        idx_TK, weights_TK = self.score_function.select(logits_TE, probs_TE, bias_E, self.top_k, self.normalize_topk)
+        return RouterOutput(logits_TE, probs_TE, idx_TK, weights_TK)
+
+    def scores(self, x_TD: torch.Tensor) -> torch.Tensor:
+        """pi_TE of every expert (differentiable in the router weight)."""
+        return self.score_function.scores(x_TD.float() @ self.weight_ED.float().t())
 
     @torch.no_grad()
     def update_bias(self, load_counts_E: torch.Tensor, rate: float) -> None:

@@ -10,7 +10,6 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from lit_moe.model.config import MoETransformerConfig
 from lit_moe.model.experts import scaled_init_std
@@ -60,7 +59,6 @@ class MoETransformer(nn.Module):
             Block(config, use_moe=index >= config.first_k_dense) for index in range(config.n_layers))
         self.final_norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.activation_checkpointing = False  # recompute each block in backward (set by the trainer side)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.reset_parameters()
@@ -81,8 +79,7 @@ class MoETransformer(nn.Module):
                 if isinstance(module, CausalSelfAttention):
                     module.reset_rope()
                 elif isinstance(module, MoELayer):
-                    module.default_vectors_ED.zero_()
-                    module.router.expert_bias_E.zero_()
+                    module.reset_router_state()
 
     def moe_layers(self) -> dict[int, MoELayer]:
         return {i: block.mlp for i, block in enumerate(self.blocks) if isinstance(block.mlp, MoELayer)}
@@ -91,10 +88,7 @@ class MoETransformer(nn.Module):
         x_BSD = self.embed(tokens_BS)
         moe_stats: dict[int, MoEStats] = {}
         for index, block in enumerate(self.blocks):
-            if self.activation_checkpointing and torch.is_grad_enabled():
-                x_BSD, stats = checkpoint(block, x_BSD, use_reentrant=False)
-            else:
-                x_BSD, stats = block(x_BSD)
+            x_BSD, stats = block(x_BSD)
             if stats is not None:
                 moe_stats[index] = stats
         return TransformerOutput(self.lm_head(self.final_norm(x_BSD)), moe_stats)

@@ -1,4 +1,4 @@
-"""MoELayer with ``backend: triton`` on the Triton kernels (interpreted on CPU) and on the CPU torch
+"""MoELayer with ``backend: fused`` on the Triton kernels (interpreted on CPU) and on the CPU torch
 path, against the ``loop`` reference backend, for every router: outputs, gradients, statistics.
 """
 
@@ -36,18 +36,18 @@ def _layer_outputs(backend: str, router: str, top_k: int, normalize: bool):
     return [y_BSD.detach()] + grads + extra
 
 
-@pytest.mark.parametrize("impl", ["triton", "reference", "reference_onednn"])
+@pytest.mark.parametrize("impl", ["triton", "torch", "torch_onednn"])
 @pytest.mark.parametrize("router,top_k,normalize", [
     ("topk", 2, False), ("topk", 1, True), ("default", 2, False), ("default", 5, True),
     ("expert_group", 2, False), ("expert_group", 3, True), ("dense", 2, False),
 ])
-def test_triton_backend_matches_loop(router, top_k, normalize, impl, monkeypatch):
-    if impl == "reference_onednn":  # the CPU path with oneDNN products at this small size, padded rows
+def test_fused_backend_matches_loop(router, top_k, normalize, impl, monkeypatch):
+    if impl == "torch_onednn":  # the CPU path with oneDNN products at this small size, padded rows
         force_onednn_cpu_path(monkeypatch)
-        impl = "reference"
+        impl = "torch"
     expected = _layer_outputs("loop", router, top_k, normalize)
     with force_impl(impl):
-        actual = _layer_outputs("triton", router, top_k, normalize)
+        actual = _layer_outputs("fused", router, top_k, normalize)
     assert len(actual) == len(expected)
     # The router gradient is a softmax backward of nearly uniform aux-loss gradients (cancellation):
     # on CUDA, different fp32 reduction orders leave ~5e-4 relative differences there.

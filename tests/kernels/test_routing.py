@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kernels import fused_routing, fused_routing_reference
-from lit_moe.model.router import select_experts
+from kernels.reference import select_experts
 from tests.kernels.helpers import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

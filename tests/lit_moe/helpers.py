@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from lit_moe.model import MoELayer, MoETransformerConfig
+from lit_moe.model.backends import Loop, expert_sums, scatter_weighted
 
 
 def make_layer(router: str = "topk", num_experts: int = 6, top_k: int = 2, d_model: int = 16, d_expert: int = 24,
@@ -32,15 +33,22 @@ class ConstantExperts(torch.nn.Module):
         super().__init__()
         self.constants_ED = torch.nn.Parameter(constants_ED.clone())
 
+    backend = Loop()  # what the expert-group rule asks about the backend
+
     @property
     def num_experts(self) -> int:
         return self.constants_ED.shape[0]
 
-    def forward_sorted(self, x_SD, dispatch):
+    def outputs(self, x_SD, dispatch):
         return self.constants_ED[dispatch.expert_of_slot_S] + 0 * x_SD
 
-    def forward_tokens(self, x_TD, dispatch):
-        return self.forward_sorted(x_TD[dispatch.token_of_slot_S], dispatch)
+    def raw(self, x_TD, dispatch):
+        return self.outputs(x_TD[dispatch.token_of_slot_S], dispatch)
+
+    def combine(self, x_TD, dispatch, weight_S, want_sums=False):
+        raw_SD = self.raw(x_TD, dispatch)
+        sums_ED = expert_sums(raw_SD, dispatch, self.num_experts) if want_sums else None
+        return scatter_weighted(raw_SD, weight_S, dispatch, x_TD.shape[0]), sums_ED
 
     def forward_expert(self, expert, x_TD):
         return self.constants_ED[expert].expand_as(x_TD) + 0 * x_TD

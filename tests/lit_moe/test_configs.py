@@ -1,4 +1,5 @@
-"""The shipped MoE configs: they parse, the pair differs only in the router, the 1B model is ~1B."""
+"""The shipped MoE configs: they parse (with every router overlay), compose the shared blocks, and the
+1B model is ~1B."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 import yaml
 
 from cli import main
+from lit_core.config_compose import load_composed
 from lit_moe.model import MoETransformer, MoETransformerConfig
 from tests.conftest import REPO_ROOT
 
@@ -22,7 +24,10 @@ def _flatten(tree, prefix=""):
     return {prefix.rstrip("."): tree}
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "pair_topk.yaml", "pair_default.yaml", "fineweb_edu_1b.yaml"])
+ROUTER_OVERLAYS = sorted(p.name for p in (CONFIGS / "router").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "fineweb_edu_1b.yaml"])
 def test_config_parses(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(CONFIGS / name), "--print_config"])
@@ -30,16 +35,38 @@ def test_config_parses(name, capsys):
     assert "class_path: lit_moe.LanguageModelingModule" in capsys.readouterr().out
 
 
-def test_pair_differs_only_in_the_router():
-    topk = _flatten(yaml.safe_load((CONFIGS / "pair_topk.yaml").read_text()))
-    default = _flatten(yaml.safe_load((CONFIGS / "pair_default.yaml").read_text()))
-    differing = {key for key in topk.keys() | default.keys() if topk.get(key) != default.get(key)}
-    assert differing == {"model.init_args.config.router", "trainer.logger.init_args.version"}
-    assert topk["model.init_args.config.router"] == "topk" and default["model.init_args.config.router"] == "default"
+@pytest.mark.parametrize("overlay", ROUTER_OVERLAYS)
+def test_router_overlay_changes_only_the_router(overlay, capsys):
+    printed = {}
+    for extra in ([], ["--config", str(CONFIGS / "router" / overlay)]):
+        with pytest.raises(SystemExit):
+            main(["fit", "--config", str(CONFIGS / "tiny.yaml"), *extra, "--print_config"])
+        printed[bool(extra)] = _flatten(yaml.safe_load(capsys.readouterr().out))
+    differing = {k for k in printed[False].keys() | printed[True].keys() if printed[False].get(k) != printed[True].get(k)}
+    assert differing <= {"model.init_args.config.router"}
+    assert printed[True]["model.init_args.config.router"] == overlay.removesuffix(".yaml")
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "fineweb_edu_1b.yaml"])
+def test_every_experiment_composes_the_fault_tolerance_block(name):
+    composed = load_composed(CONFIGS / name)
+    callbacks = [c["class_path"] for c in composed["trainer"]["callbacks"]]
+    plugins = [p["class_path"] for p in composed["trainer"]["plugins"]]
+    assert plugins == ["lit_moe.training.AtomicCheckpointIO"]
+    for required in ("lit_moe.training.ExperimentCheckpoint", "lit_moe.training.PreemptionCheckpoint",
+                     "lit_moe.callbacks.RoutingDashboard", "lit_moe.callbacks.RouterFidelity"):
+        assert callbacks.count(required) == 1, (name, callbacks)
+
+
+def test_experiment_entry_updates_the_block_entry_of_the_same_class():
+    composed = load_composed(CONFIGS / "fineweb_edu_1b.yaml")
+    checkpoint = next(c for c in composed["trainer"]["callbacks"]
+                      if c["class_path"] == "lit_moe.training.ExperimentCheckpoint")
+    assert checkpoint["init_args"] == {"save_last": True, "save_top_k": -1, "every_n_train_steps": 1000}
 
 
 def test_1b_config_instantiates_on_meta_with_the_documented_parameter_count():
-    raw = yaml.safe_load((CONFIGS / "fineweb_edu_1b.yaml").read_text())
+    raw = load_composed(CONFIGS / "fineweb_edu_1b.yaml")
     config = MoETransformerConfig(**raw["model"]["init_args"]["config"])
     documented = (CONFIGS / "fineweb_edu_1b.yaml").read_text()
     assert "total 1,070,527,488" in documented and "active per token 283,309,056" in documented

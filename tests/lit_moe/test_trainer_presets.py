@@ -43,31 +43,56 @@ def test_fsdp_preset_resolves_the_wrap_policy_class_path():
     parser.add_subclass_arguments(Strategy, "strategy")
     strategy = parser.instantiate_classes(parser.parse_object({"strategy": raw})).strategy
     assert Block in strategy.kwargs["auto_wrap_policy"]._module_classes
-    assert Block in strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes
+    # one activation-checkpointing mechanism: the module's flag (parallelize), not the strategy's policy
+    assert not strategy._activation_checkpointing_kwargs
     assert strategy.sharding_strategy.name == "FULL_SHARD"
 
 
+def test_fsdp2_preset_sizes_the_data_parallel_mesh_from_the_devices():
+    from lit_core.fsdp2 import FSDP2Strategy
+
+    raw = yaml.safe_load((REPO_ROOT / "configs/trainer/fsdp2.yaml").read_text())["trainer"]["strategy"]
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(Strategy, "strategy")
+    strategy = parser.instantiate_classes(parser.parse_object({"strategy": raw})).strategy
+    assert isinstance(strategy, FSDP2Strategy)
+    strategy.num_nodes, strategy._num_processes_for_test = 2, 4
+    type(strategy).num_processes = property(lambda self: getattr(self, "_num_processes_for_test", 1))
+    try:
+        strategy._data_parallel_size = strategy.num_nodes * strategy.num_processes
+        assert strategy._data_parallel_size == 8 and strategy._tensor_parallel_size == 1
+    finally:
+        del type(strategy).num_processes
+
+
 @pytest.mark.parametrize("router,backend", [("default", "grouped_mm"), ("expert_group", "grouped_mm"),
-                                            ("expert_group", "triton"), ("topk", "triton")])
-def test_activation_checkpointing_gives_identical_loss_and_gradients(router, backend):
+                                            ("expert_group", "fused"), ("topk", "fused")])
+def test_activation_checkpointing_gives_identical_loss_gradients_and_fidelity_capture(router, backend):
+    """Blocks wrapped from outside (parallelize) recompute in backward: same gradients, same state-dict keys,
+    and the fidelity hooks see the first forward's input and the real upstream gradient."""
+    from lit_moe.callbacks.router_fidelity import _Capture
+    from lit_moe.parallelize import parallelize
+
     torch.manual_seed(0)
     config = MoETransformerConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=2, num_experts=4, top_k=2,
                                   d_expert=32, router=router, backend=backend, max_seq_len=16)
     plain = MoETransformer(config)
     checkpointed = MoETransformer(config)
     checkpointed.load_state_dict(plain.state_dict())
-    checkpointed.activation_checkpointing = True
+    parallelize(checkpointed, activation_checkpointing=True)
+    assert list(checkpointed.state_dict()) == list(plain.state_dict())
     tokens = torch.randint(0, 64, (2, 16))
-    for model in (plain, checkpointed):
-        for layer in model.moe_layers().values():
-            layer.capture_for_fidelity = True
+    captures = {}
+    for name, model in (("plain", plain), ("checkpointed", checkpointed)):
+        captures[name] = {i: _Capture(layer) for i, layer in model.moe_layers().items()}
         out = model(tokens)
         (out.logits_BSV.float().logsumexp(-1).mean() + out.auxiliary_loss()).backward()
     for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
-    for layer_a, layer_b in zip(plain.moe_layers().values(), checkpointed.moe_layers().values()):
-        assert layer_b.fidelity_capture.grad_TD is not None
-        torch.testing.assert_close(layer_a.fidelity_capture.grad_TD, layer_b.fidelity_capture.grad_TD)
+    for index, capture in captures["checkpointed"].items():
+        assert capture.grad_TD is not None
+        torch.testing.assert_close(captures["plain"][index].x_TD, capture.x_TD)
+        torch.testing.assert_close(captures["plain"][index].grad_TD, capture.grad_TD)
 
 
 def test_gradient_accumulation_updates_defaults_once_per_optimizer_step(tmp_path):

@@ -59,7 +59,7 @@ class MostlyConstantExperts(ConstantExperts):
         num_experts, d = constants_ED.shape
         self.mix_EDD = torch.nn.Parameter(0.1 * torch.randn(num_experts, d, d))
 
-    def forward_sorted(self, x_SD, dispatch):
+    def outputs(self, x_SD, dispatch):
         return self.constants_ED[dispatch.expert_of_slot_S] + torch.einsum(
             "sd,sde->se", x_SD, self.mix_EDD[dispatch.expert_of_slot_S])
 
