@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from cli import main
+from lit_core.config_compose import load_composed
 from tests.lit_moe.cli_helpers import TINY_CONFIG, small_run_args
 
 
@@ -60,7 +61,7 @@ def test_unknown_config_key_on_the_command_line(tmp_path, capsys):
 
 
 def test_unknown_config_key_in_a_yaml_file(tmp_path, capsys):
-    config = yaml.safe_load(open(TINY_CONFIG))
+    config = load_composed(TINY_CONFIG)
     config["model"]["init_args"]["config"]["routr"] = "topk"
     typo = tmp_path / "typo.yaml"
     typo.write_text(yaml.safe_dump(config))
