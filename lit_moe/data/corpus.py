@@ -64,7 +64,7 @@ def split_documents(documents: list[str], val_fraction: float) -> tuple[list[str
 def builtin_documents(domains: list[str]) -> list[str]:
     unknown = sorted(set(domains) - set(BUILTIN_DOMAINS))
     if unknown:
-        from lit_moe.errors import UserInputError
+        from lit_core.errors import UserInputError
 
         raise UserInputError(f"unknown built-in domain(s) {unknown}; choose from {list(BUILTIN_DOMAINS)}")
     documents: list[str] = []

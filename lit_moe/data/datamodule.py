@@ -15,7 +15,7 @@ from lit_moe.data.corpus import builtin_documents, split_documents
 from lit_moe.data.sampler import ResumableSampler
 from lit_moe.data.packing import PackedSequences, StreamingPackedSequences, pack_documents
 from lit_moe.data.tokenizers import ByteTokenizer, TextTokenizer, load_tokenizer_file, train_bpe
-from lit_moe.errors import UserInputError
+from lit_core.errors import UserInputError
 
 FILE_FORMATS = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json",
                 ".parquet": "parquet"}

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from cli import main
+from lit_core.cli import main
 from tests.lit_moe.cli_helpers import TINY_CONFIG, read_events, small_run_args
 
 LAYER_SCALARS = ["max_load", "cv", "load_entropy", "router_entropy", "dead_experts", "concentration", "aux_loss",

@@ -11,7 +11,7 @@ from lit_moe.data import TextDataModule
 from lit_moe.data.corpus import builtin_documents, split_documents
 from lit_moe.data.packing import PackedSequences, StreamingPackedSequences, pack_documents
 from lit_moe.data.tokenizers import ByteTokenizer
-from lit_moe.errors import UserInputError
+from lit_core.errors import UserInputError
 
 
 def test_builtin_split_is_deterministic_and_disjoint():

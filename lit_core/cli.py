@@ -1,0 +1,79 @@
+"""Command-line entry point: ``lit fit --config configs/moe/tiny.yaml`` (the console script), or
+``python cli.py fit ...`` from a checkout (a shim that calls :func:`main`).
+
+Every LightningModule and LightningDataModule of the framework (and any of the user's own) is
+selected by ``class_path`` in YAML; their typed ``__init__`` signatures are the config schema, so
+``python cli.py fit --config X --print_config`` documents every knob.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lit_core.errors import FrameworkError
+
+
+class FrameworkCLI(LightningCLI):
+    """LightningCLI with the framework's argument links and a closing hint about the dashboards."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # The tokenizer decides the vocabulary; the model learns it here (skipped automatically
+        # for model/data classes that do not have these arguments, e.g. the video fine-tuner).
+        parser.link_arguments("data.vocab_size", "model.init_args.tokenizer_vocab_size", apply_on="instantiate")
+
+    def _print_log_location(self) -> None:
+        trainer = self.trainer
+        if trainer.global_rank != 0 or trainer.logger is None:
+            return
+        log_dir = trainer.logger.log_dir or trainer.default_root_dir
+        root = os.path.dirname(os.path.abspath(log_dir))
+        print(f"\nTensorBoard logs: {os.path.abspath(log_dir)}", flush=True)
+        print(f"View them with:   tensorboard --logdir {root}", flush=True)
+
+    def after_fit(self) -> None:
+        self._print_log_location()
+
+    def after_predict(self) -> None:
+        self._print_log_location()
+
+
+def main(args: Optional[list[str]] = None) -> FrameworkCLI:
+    """Run the CLI. Bad user input ends with one ``error: ...`` line on stderr and exit code 2; a run
+    that aborts itself (after saving a checkpoint) with one such line and exit code 1."""
+    try:
+        return FrameworkCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except SIGTERMException as preempted:  # after PreemptionCheckpoint saved; 128 + SIGTERM for schedulers
+        raise SystemExit(preempted.code if isinstance(preempted.code, int) and preempted.code else 143) from None
+    except Exception as error:  # jsonargparse wraps errors raised while instantiating classes
+        user_error = _find_user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr, flush=True)
+        raise SystemExit(user_error.exit_code) from None
+
+
+def _find_user_error(error: Optional[BaseException]) -> Optional[FrameworkError]:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, FrameworkError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+if __name__ == "__main__":
+    main()
