@@ -22,7 +22,7 @@ def _fails(tmp_path, capsys, *extra: str) -> str:
 
 
 def _files_source(path) -> list[str]:
-    return ["--data.init_args.source", "files", "--data.init_args.train_files", f"[{path}]"]
+    return ["--data", "lit_moe.data.LocalTextFiles", "--data.init_args.train_files", f"[{path}]"]
 
 
 def test_missing_data_file(tmp_path, capsys):
@@ -34,7 +34,7 @@ def test_empty_corpus(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     err = _fails(tmp_path, capsys, *_files_source(empty))
-    assert "training corpus is empty" in err
+    assert f"data file {empty} has no text" in err
 
 
 def test_corpus_shorter_than_one_sequence(tmp_path, capsys):
