@@ -17,15 +17,28 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_core.errors import FrameworkError
+from lit_core.parser import FrameworkArgumentParser
+from lit_core.preflight import check_output_folders
 
 
 class FrameworkCLI(LightningCLI):
-    """LightningCLI with the framework's argument links and a closing hint about the dashboards."""
+    """LightningCLI with the framework's argument links, one-line parse errors, no abbreviated
+    options (``FrameworkArgumentParser``) and a closing hint about the dashboards."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("parser_class", FrameworkArgumentParser)
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         # The tokenizer decides the vocabulary; the model learns it here (skipped automatically
         # for model/data classes that do not have these arguments, e.g. the video fine-tuner).
         parser.link_arguments("data.vocab_size", "model.init_args.tokenizer_vocab_size", apply_on="instantiate")
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+        """Runs right before ``trainer.<subcommand>``: the last checks of user input."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        check_output_folders(self.trainer)
+        return kwargs
 
     def _print_log_location(self) -> None:
         trainer = self.trainer
