@@ -16,6 +16,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lit_core.checkpointing.resume import prepare_run
 from lit_core.errors import FrameworkError
 from lit_core.parser import FrameworkArgumentParser
 from lit_core.preflight import check_output_folders
@@ -38,6 +39,8 @@ class FrameworkCLI(LightningCLI):
         """Runs right before ``trainer.<subcommand>``: the last checks of user input."""
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         check_output_folders(self.trainer)
+        if subcommand == "fit":  # per-run version folders; a readable checkpoint to resume from
+            kwargs["ckpt_path"] = prepare_run(self.trainer, kwargs.get("ckpt_path"))
         return kwargs
 
     def _print_log_location(self) -> None:
