@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lit_core.checkpointing.resume import prepare_run
+from lit_core.checkpointing.resume import prepare_run, usable_checkpoint
 from lit_core.errors import FrameworkError
 from lit_core.parser import FrameworkArgumentParser
 from lit_core.preflight import check_output_folders
@@ -34,6 +35,15 @@ class FrameworkCLI(LightningCLI):
         # The tokenizer decides the vocabulary; the model learns it here (skipped automatically
         # for model/data classes that do not have these arguments, e.g. the video fine-tuner).
         parser.link_arguments("data.vocab_size", "model.init_args.tokenizer_vocab_size", apply_on="instantiate")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads a ``--ckpt_path`` file's hyperparameters right after parsing: an unreadable
+        file is replaced by its kept previous version (one warning) or refused (one error) first."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).exists():
+            self.config[subcommand]["ckpt_path"] = str(usable_checkpoint(ckpt_path))
+        super()._parse_ckpt_path()
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
         """Runs right before ``trainer.<subcommand>``: the last checks of user input."""
