@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from lit_moe.errors import UserInputError
+from lit_core.errors import UserInputError
 
 KEYED_LISTS = {("trainer", "callbacks"), ("trainer", "plugins")}
 

@@ -1,19 +1,5 @@
-"""Exceptions that ``cli.py`` turns into one ``error: ...`` line and an exit code."""
+"""Re-export of :mod:`lit_core.errors` (the errors moved there so ``lit_video`` needs no ``lit_moe``)."""
 
+from lit_core.errors import FrameworkError, TrainingAbortedError, UserInputError
 
-class FrameworkError(Exception):
-    """Base class: a message meant for the user, no traceback needed."""
-
-    exit_code = 1
-
-
-class UserInputError(FrameworkError, ValueError):
-    """A problem with the user's config or data, with a message that says what to do."""
-
-    exit_code = 2
-
-
-class TrainingAbortedError(FrameworkError, RuntimeError):
-    """The run stopped itself (e.g. repeated non-finite losses) after saving a checkpoint."""
-
-    exit_code = 1
+__all__ = ["FrameworkError", "TrainingAbortedError", "UserInputError"]

@@ -1,10 +1,10 @@
 """The one exception type for bad user input in ``lit_video``.
 
-It is a ``lit_moe.errors.UserInputError`` (the framework's shared error type), so ``cli.py`` prints
+It is a ``lit_core.errors.UserInputError`` (the framework's shared error type), so ``cli.py`` prints
 its message as one ``error: ...`` line and exits with code 2.
 """
 
-from lit_moe.errors import UserInputError
+from lit_core.errors import UserInputError
 
 
 class VideoInputError(UserInputError):

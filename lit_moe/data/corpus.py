@@ -4,14 +4,16 @@
 - ``code``: the standard library's own ``.py`` sources (a second, "code" domain).
 
 The train/validation split is deterministic: every document contributes its first
-``1 - val_fraction`` (cut at a line boundary) to train and the rest to validation, so both splits
-cover every topic.
+``1 - val_fraction`` (cut at a line boundary, never inside a line) to train and the rest to
+validation, so both splits cover every topic.
 """
 
 from __future__ import annotations
 
 import sysconfig
 from pathlib import Path
+
+from lit_core.errors import UserInputError
 
 BUILTIN_DOMAINS = ("docs", "code")
 
@@ -42,15 +44,20 @@ def stdlib_code_documents(max_chars: int = 2_000_000) -> list[str]:
 
 
 def split_document(text: str, val_fraction: float) -> tuple[str, str]:
-    """Cut one document into (train, val) at the line boundary nearest ``1 - val_fraction``."""
+    """Cut one document into (train, val) at the line boundary nearest ``1 - val_fraction``: the last
+    line break before that point, else the first one after it; a one-line document stays whole in
+    train (a split never cuts a line)."""
     cut = int(len(text) * (1.0 - val_fraction))
     newline = text.rfind("\n", 0, cut)
-    if newline > 0:
-        cut = newline + 1
-    return text[:cut], text[cut:]
+    if newline < 0:
+        newline = text.find("\n", cut)
+    if newline < 0:
+        return text, ""
+    return text[: newline + 1], text[newline + 1 :]
 
 
 def split_documents(documents: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """Split every document at a line boundary (both splits cover every document)."""
     train, val = [], []
     for document in documents:
         train_part, val_part = split_document(document, val_fraction)
@@ -61,12 +68,21 @@ def split_documents(documents: list[str], val_fraction: float) -> tuple[list[str
     return train, val
 
 
-def builtin_documents(domains: list[str]) -> list[str]:
+def hold_out_documents(documents: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """Whole documents (paragraphs, lines): the last ``val_fraction`` of them (at least one, if there
+    are two or more) go to validation, the rest to train."""
+    held_out = min(max(round(len(documents) * val_fraction), 1), len(documents) - 1) if len(documents) > 1 else 0
+    cut = len(documents) - held_out
+    return documents[:cut], documents[cut:]
+
+
+def builtin_documents(domains: list[str], load: bool = True) -> list[str]:
+    """The documents of the built-in ``domains`` (only checks the names when ``load`` is false)."""
     unknown = sorted(set(domains) - set(BUILTIN_DOMAINS))
     if unknown:
-        from lit_moe.errors import UserInputError
-
         raise UserInputError(f"unknown built-in domain(s) {unknown}; choose from {list(BUILTIN_DOMAINS)}")
+    if not load:
+        return []
     documents: list[str] = []
     if "docs" in domains:
         documents += python_docs_documents()

@@ -7,7 +7,8 @@ import hashlib
 from pathlib import Path
 from typing import Iterable, Optional, Protocol
 
-from lit_moe.errors import UserInputError
+from lit_core.errors import UserInputError
+from lit_core.io import atomic_write
 
 EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "[SEP]")
 
@@ -64,10 +65,7 @@ def train_bpe(texts: list[str], vocab_size: int, cache_dir: str | Path) -> HFTok
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tokenizer.save(str(tmp))
-    tmp.replace(path)
+    atomic_write(path, tokenizer.to_str())  # every rank may train it: each writes its own temporary file
     return HFTokenizer(tokenizer)
 
 

@@ -1,7 +1,6 @@
-"""Trainer-side plug-ins: atomic checkpoint writing and preemption handling."""
+"""Re-exports of the checkpoint plug-ins, which moved to :mod:`lit_core.checkpointing`; the old class
+paths (``lit_moe.training.AtomicCheckpointIO`` ...) keep working in YAML for one release."""
 
-from lit_moe.training.checkpoint_io import AtomicCheckpointIO
-from lit_moe.training.experiment_checkpoint import ExperimentCheckpoint
-from lit_moe.training.preemption import PreemptionCheckpoint
+from lit_core.checkpointing import AtomicCheckpointIO, ExperimentCheckpoint, PreemptionCheckpoint
 
 __all__ = ["AtomicCheckpointIO", "ExperimentCheckpoint", "PreemptionCheckpoint"]

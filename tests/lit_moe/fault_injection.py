@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from lit_moe.module import LanguageModelingModule
-from lit_moe.training.checkpoint_io import AtomicCheckpointIO
+from lit_core.checkpointing import AtomicCheckpointIO
 
 
 class NaNInjectingModule(LanguageModelingModule):
@@ -36,25 +36,44 @@ class NaNInjectingModule(LanguageModelingModule):
 
 
 class StallingCheckpointIO(AtomicCheckpointIO):
-    """Writes the first ``healthy_saves`` checkpoints normally; the next one writes half its bytes,
-    creates ``marker`` and stalls, so the test can kill the process in the middle of a save.
+    """Writes the first ``healthy_saves`` checkpoints normally; the next one streams ``stall_after``
+    bytes into its temporary file, creates ``marker`` and stalls, so the test can kill the process in
+    the middle of a save.
 
     Args:
-        marker: File created once the stalled write is half done.
+        marker: File created once the stalled write is part done.
         healthy_saves: Saves that complete before the stall.
+        stall_after: Bytes written before the stall.
     """
 
-    def __init__(self, marker: str, healthy_saves: int = 1) -> None:
+    def __init__(self, marker: str, healthy_saves: int = 1, stall_after: int = 65536) -> None:
         super().__init__()
         self.marker = marker
         self.healthy_saves = healthy_saves
+        self.stall_after = stall_after
         self.saves = 0
 
-    def _write(self, handle, data: memoryview) -> None:
+    def _write(self, handle, checkpoint) -> None:
         self.saves += 1
         if self.saves <= self.healthy_saves:
-            return super()._write(handle, data)
-        handle.write(data[: len(data) // 2])
-        handle.flush()
-        pathlib.Path(self.marker).touch()
-        time.sleep(600)
+            return super()._write(handle, checkpoint)
+        return super()._write(_StallAfter(handle, self.stall_after, self.marker), checkpoint)
+
+
+class _StallAfter:
+    """A binary file that stops (sleeps) once ``limit`` bytes went through."""
+
+    def __init__(self, handle, limit: int, marker: str) -> None:
+        self.handle, self.limit, self.marker, self.written = handle, limit, marker, 0
+
+    def write(self, data) -> int:
+        written = self.handle.write(data)
+        self.written += written
+        if self.written >= self.limit:
+            self.handle.flush()
+            pathlib.Path(self.marker).touch()
+            time.sleep(600)
+        return written
+
+    def flush(self) -> None:
+        self.handle.flush()

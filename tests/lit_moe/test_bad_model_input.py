@@ -6,7 +6,7 @@ import glob
 
 import pytest
 
-from cli import main
+from lit_core.cli import main
 from tests.lit_moe.cli_helpers import TINY_CONFIG, small_run_args
 
 

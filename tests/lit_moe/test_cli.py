@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from cli import main
+from lit_core.cli import main
 from tests.lit_moe.cli_helpers import TINY_CONFIG, read_events, small_run_args
 
 def test_print_config_round_trip_reproduces_the_run(tmp_path, capsys):

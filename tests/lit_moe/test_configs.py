@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from cli import main
+from lit_core.cli import main
 from lit_core.config_compose import load_composed
 from lit_moe.model import MoETransformer, MoETransformerConfig
 from tests.conftest import REPO_ROOT
@@ -52,8 +52,8 @@ def test_every_experiment_composes_the_fault_tolerance_block(name):
     composed = load_composed(CONFIGS / name)
     callbacks = [c["class_path"] for c in composed["trainer"]["callbacks"]]
     plugins = [p["class_path"] for p in composed["trainer"]["plugins"]]
-    assert plugins == ["lit_moe.training.AtomicCheckpointIO"]
-    for required in ("lit_moe.training.ExperimentCheckpoint", "lit_moe.training.PreemptionCheckpoint",
+    assert plugins == ["lit_core.checkpointing.AtomicCheckpointIO"]
+    for required in ("lit_core.checkpointing.ExperimentCheckpoint", "lit_core.checkpointing.PreemptionCheckpoint",
                      "lit_moe.callbacks.RoutingDashboard", "lit_moe.callbacks.RouterFidelity"):
         assert callbacks.count(required) == 1, (name, callbacks)
 
@@ -61,7 +61,7 @@ def test_every_experiment_composes_the_fault_tolerance_block(name):
 def test_experiment_entry_updates_the_block_entry_of_the_same_class():
     composed = load_composed(CONFIGS / "fineweb_edu_1b.yaml")
     checkpoint = next(c for c in composed["trainer"]["callbacks"]
-                      if c["class_path"] == "lit_moe.training.ExperimentCheckpoint")
+                      if c["class_path"] == "lit_core.checkpointing.ExperimentCheckpoint")
     assert checkpoint["init_args"] == {"save_last": True, "save_top_k": -1, "every_n_train_steps": 1000}
 
 

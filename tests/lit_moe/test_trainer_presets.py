@@ -8,7 +8,7 @@ import yaml
 from jsonargparse import ArgumentParser
 from lightning.pytorch.strategies import Strategy
 
-from cli import main
+from lit_core.cli import main
 from lit_moe.model import MoETransformer, MoETransformerConfig
 from lit_moe.model.transformer import Block
 from tests.conftest import REPO_ROOT

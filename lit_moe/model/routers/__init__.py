@@ -12,8 +12,10 @@ import pkgutil
 
 from lit_moe.model.routers.base import ROUTING_RULES, MissingExpertEstimator, RoutingRule
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+# The paper's four first (the order the CLI lists them in), then any added rule, alphabetically.
+_ORDER = ["topk", "default", "dense", "expert_group"]
+_found = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
+for _name in [n for n in _ORDER if n in _found] + [n for n in _found if n not in _ORDER]:
+    importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = ["ROUTING_RULES", "MissingExpertEstimator", "RoutingRule"]

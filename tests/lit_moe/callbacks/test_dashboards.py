@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cli import main
+from lit_core.cli import main
 from lit_moe.callbacks.routing_dashboard import load_heatmap
 from tests.lit_moe.cli_helpers import TINY_CONFIG, read_events, small_run_args
 

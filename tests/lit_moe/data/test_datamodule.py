@@ -1,4 +1,4 @@
-"""Data: the built-in corpus split, packing, file formats, tokenizers."""
+"""Data: the built-in corpus split, packing, file formats, tokenizers, the hub stream."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from lit_moe.data import TextDataModule
-from lit_moe.data.corpus import builtin_documents, split_documents
+import lit_moe
+from lit_moe.data import BuiltinText, HubTextStream, LocalTextFiles, TextDataModule
+from lit_moe.data.corpus import builtin_documents, split_document, split_documents
 from lit_moe.data.packing import PackedSequences, StreamingPackedSequences, pack_documents
 from lit_moe.data.tokenizers import ByteTokenizer
-from lit_moe.errors import UserInputError
+from lit_core.errors import UserInputError
 
 
 def test_builtin_split_is_deterministic_and_disjoint():
@@ -54,7 +55,7 @@ def test_streaming_packing_matches_in_memory_packing():
 
 
 def test_builtin_datamodule_batches():
-    data = TextDataModule(seq_len=32, batch_size=4)
+    data = BuiltinText(seq_len=32, batch_size=4)
     data.setup("fit")
     inputs, targets = next(iter(data.train_dataloader()))
     assert inputs.shape == (4, 32) and targets.shape == (4, 32)
@@ -65,33 +66,53 @@ def test_builtin_datamodule_batches():
 
 @pytest.mark.parametrize("fmt", ["text", "json", "parquet"])
 def test_local_file_formats(tmp_path, fmt):
-    documents = [f"document number {i} " * 20 for i in range(12)]
-    if fmt == "text":
-        path = tmp_path / "corpus.txt"
-        path.write_text("\n".join(documents))
+    documents = [f"document number {i} " * 20 + "\n" + f"second line of {i}\n" for i in range(12)]
+    if fmt == "text":  # one file per document
+        paths = []
+        for i, document in enumerate(documents):
+            paths.append(tmp_path / f"doc{i}.txt")
+            paths[-1].write_text(document)
     elif fmt == "json":
-        path = tmp_path / "corpus.jsonl"
-        path.write_text("\n".join(json.dumps({"content": d}) for d in documents))
+        paths = [tmp_path / "corpus.jsonl"]
+        paths[0].write_text("\n".join(json.dumps({"content": d}) for d in documents))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        path = tmp_path / "corpus.parquet"
-        pq.write_table(pa.table({"content": documents}), path)
-    data = TextDataModule(source="files", train_files=[str(path)], text_field="content", seq_len=16, batch_size=2)
+        paths = [tmp_path / "corpus.parquet"]
+        pq.write_table(pa.table({"content": documents}), paths[0])
+    data = LocalTextFiles(train_files=[str(p) for p in paths], text_field="content", seq_len=16, batch_size=2)
     data.setup("fit")
+    train, val = data.token_streams()
+    eos = ByteTokenizer.eos_id
+    # Every document: its first line to train, its last (whole) line to validation, one EOS after each part.
+    assert int((train == eos).sum()) == 12 and int((val == eos).sum()) == 12
+    decoded = ByteTokenizer().decode(val.tolist())
+    assert decoded == "".join(f"second line of {i}\n" for i in range(12))
     assert len(data.train_dataset) > 10 and len(data.val_dataset) >= 1
-    decoded = ByteTokenizer().decode(data.train_dataset.stream[:200].tolist())
-    assert "document number 0" in decoded
+
+
+def test_split_never_cuts_a_line():
+    assert split_document("first line\nsecond line\n", 0.1) == ("first line\n", "second line\n")
+    assert split_document("one single line without a break", 0.5) == ("one single line without a break", "")
+    # The cut point lies in the first line: the first line break after it is used.
+    assert split_document("a long first line here\nb\n", 0.9) == ("a long first line here\n", "b\n")
+
+
+def test_deprecated_factory_builds_the_new_classes():
+    with pytest.warns(DeprecationWarning, match="BuiltinText"):
+        data = TextDataModule(source="builtin", seq_len=32)
+    assert isinstance(data, BuiltinText) and lit_moe.TextDataModule is TextDataModule
+    assert lit_moe.LocalTextFiles is LocalTextFiles and lit_moe.HubTextStream is HubTextStream
 
 
 def test_bpe_tokenizer_is_trained_once_and_cached(tmp_path):
-    data = TextDataModule(tokenizer="bpe", bpe_vocab_size=512, cache_dir=str(tmp_path), seq_len=32)
+    data = BuiltinText(tokenizer="bpe", bpe_vocab_size=512, cache_dir=str(tmp_path), seq_len=32)
     assert data.vocab_size == 512
     cached = list(tmp_path.glob("bpe-512-*.json"))
     assert len(cached) == 1
     mtime = cached[0].stat().st_mtime_ns
-    again = TextDataModule(tokenizer="bpe", bpe_vocab_size=512, cache_dir=str(tmp_path), seq_len=32)
+    again = BuiltinText(tokenizer="bpe", bpe_vocab_size=512, cache_dir=str(tmp_path), seq_len=32)
     assert again.vocab_size == 512 and cached[0].stat().st_mtime_ns == mtime
     ids = again.tokenizer.encode_batch(["def function(argument):"])[0]
     assert len(ids) < len("def function(argument):")  # merges compress
@@ -99,7 +120,7 @@ def test_bpe_tokenizer_is_trained_once_and_cached(tmp_path):
     folder = tmp_path / "checkpoint"
     folder.mkdir()
     (folder / "tokenizer.json").write_bytes(cached[0].read_bytes())
-    local = TextDataModule(tokenizer=str(folder), seq_len=32)
+    local = BuiltinText(tokenizer=str(folder), seq_len=32)
     assert local.vocab_size == 512
     assert local.tokenizer.encode_batch(["def function(argument):"])[0] == ids
 
@@ -108,13 +129,18 @@ def test_file_format_must_be_inferable(tmp_path):
     path = tmp_path / "corpus.dat"
     path.write_text("x")
     with pytest.raises(UserInputError, match="file_format"):
-        TextDataModule(source="files", train_files=[str(path)])
+        LocalTextFiles(train_files=[str(path)])
 
 
 def test_hub_source_fails_clearly_offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    data = TextDataModule(source="hub", hub_path="HuggingFaceFW/fineweb-edu", hub_name="sample-10BT", seq_len=16)
+    data = HubTextStream(hub_path="HuggingFaceFW/fineweb-edu", hub_name="sample-10BT", seq_len=16)
     data.setup("fit")
     with pytest.raises(UserInputError, match="network"):
         next(iter(data.train_dataloader()))
+
+
+def test_hub_stream_refuses_a_bpe_it_cannot_train():
+    with pytest.raises(UserInputError, match="bpe"):
+        HubTextStream(hub_path="HuggingFaceFW/fineweb-edu", tokenizer="bpe")

@@ -38,5 +38,6 @@ def test_two_ranks_match_each_other_and_a_single_process_run(tmp_path, trainer_c
         assert torch.equal(rank0[key], rank1[key]), f"{key} differs between ranks"
         torch.testing.assert_close(rank0[key], single_process_state[key], rtol=1e-5, atol=1e-6)
     assert all(rank0[f"{i}.default"].norm() > 0 for i in (0, 1))
-    checkpoints = list((tmp_path / "two" / "moe_tiny" / "checkpoints").glob("last.ckpt*"))
+    checkpoints = list((tmp_path / "two" / "moe_tiny" / "version_0" / "checkpoints").glob("last.ckpt*"))
     assert checkpoints, "no checkpoint written"
+    assert [p.name for p in (tmp_path / "two" / "moe_tiny").iterdir()] == ["version_0"], "one run, one folder"

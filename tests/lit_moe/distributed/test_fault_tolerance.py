@@ -1,5 +1,6 @@
-"""Crash, preemption and divergence: exact resume after SIGKILL, atomic checkpoints, SIGTERM/SIGUSR1
-checkpoints, non-finite steps, mismatched checkpoints."""
+"""Crash, preemption and divergence: exact resume after SIGKILL, atomic checkpoints (the previous one
+kept beside last.ckpt), SIGTERM/SIGUSR1 checkpoints, non-finite steps, mismatched checkpoints.
+Checkpoints live in their run's folder: <save_dir>/moe_tiny/version_N/checkpoints."""
 
 from __future__ import annotations
 
@@ -24,12 +25,18 @@ def _checkpoint_args() -> dict[str, str]:
 
 
 def _losses(experiment_dir) -> dict[int, float]:
-    """train/loss by step over every version of an experiment (later versions win)."""
+    """train/loss by step over every version of an experiment (later versions, and in one version
+    later event files, win)."""
     losses = {}
     for version in sorted(experiment_dir.glob("version_*"), key=lambda p: int(p.name.split("_")[1])):
-        for event in read_events(version).Scalars("train/loss"):
-            losses[event.step] = event.value
+        for events_file in sorted(version.glob("events.out.tfevents.*")):
+            for event in read_events(events_file).Scalars("train/loss"):
+                losses[event.step] = event.value
     return losses
+
+
+def _checkpoints(root, version: int = 0):
+    return root / "moe_tiny" / f"version_{version}" / "checkpoints"
 
 
 def _wait_for(path, process, timeout=180.0):
@@ -58,20 +65,31 @@ def test_sigkill_then_resume_matches_the_uninterrupted_loss_curve(tmp_path):
     assert got.keys() == expected.keys()
     for step in sorted(expected):
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-7), f"step {step}"
-    resumed_steps = [e.step for e in read_events(tmp_path / "crash" / "moe_tiny" / "version_1").Scalars("train/loss")]
+    # The resumed run continued in the crashed run's folder, in a second events file.
+    assert [p.name for p in (tmp_path / "crash" / "moe_tiny").iterdir()] == ["version_0"]
+    events_files = sorted((tmp_path / "crash" / "moe_tiny" / "version_0").glob("events.out.tfevents.*"))
+    assert len(events_files) == 2
+    resumed_steps = [e.step for e in read_events(events_files[-1]).Scalars("train/loss")]
     assert min(resumed_steps) >= 5, "the restarted run must continue from the checkpoint, not from step 0"
+    # TensorBoard reading the whole folder sees each step once: the crashed run's events from the
+    # resumed step on are purged.
+    merged = [e.step for e in read_events(tmp_path / "crash" / "moe_tiny" / "version_0").Scalars("train/loss")]
+    assert merged == sorted(set(merged)) and set(merged) == set(expected)
 
 
 def test_kill_during_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path):
     marker = tmp_path / "stalled"
     process = start_cli(fit_args(tmp_path, "--config", EVERY_STEP, "--trainer.plugins=tests.lit_moe.fault_injection.StallingCheckpointIO",
-                                 f"--trainer.plugins.marker={marker}", max_steps=20, **_checkpoint_args()))
+                                 f"--trainer.plugins.marker={marker}", "--trainer.plugins.healthy_saves=2",
+                                 max_steps=20, **_checkpoint_args()))
     _wait_for(marker, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    directory = tmp_path / "moe_tiny" / "checkpoints"
+    directory = _checkpoints(tmp_path)
     checkpoint = torch.load(directory / "last.ckpt", map_location="cpu", weights_only=True)
-    assert checkpoint["global_step"] == 1
+    assert checkpoint["global_step"] == 2
+    previous = torch.load(directory / "last.prev.ckpt", map_location="cpu", weights_only=True)
+    assert previous["global_step"] == 1, "the checkpoint before last.ckpt is kept beside it"
     assert any(p.name.startswith(".last.ckpt.tmp-") for p in directory.iterdir()), "the torn write should be aside"
     resumed = run_cli(fit_args(tmp_path, "--config", EVERY_STEP, "--ckpt_path", "last", max_steps=3, **_checkpoint_args()))
     assert resumed.returncode == 0, describe(resumed)
@@ -88,7 +106,7 @@ def test_preemption_signal_saves_a_checkpoint_and_exits(tmp_path, signum):
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 143, output[-4000:]
     assert "Preempted at global step" in output
-    checkpoint = torch.load(tmp_path / "moe_tiny" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    checkpoint = torch.load(_checkpoints(tmp_path) / "last.ckpt", map_location="cpu", weights_only=True)
     assert 2 <= checkpoint["global_step"] < 10_000
 
 
@@ -105,7 +123,7 @@ def test_nonfinite_steps_are_skipped_then_the_run_stops_with_a_checkpoint(tmp_pa
     assert stops.returncode == 1
     assert "3 consecutive steps had a non-finite loss or gradient" in stops.stderr
     assert "Traceback" not in stops.stderr
-    checkpoint = torch.load(tmp_path / "stop" / "moe_tiny" / "checkpoints" / "nonfinite-stop.ckpt",
+    checkpoint = torch.load(_checkpoints(tmp_path / "stop") / "nonfinite-stop.ckpt",
                             map_location="cpu", weights_only=True)
     # Skipped steps still count toward global_step (as with loss scaling): 2 good + 3 skipped - the last
     # one, which stops the run before it completes.
@@ -143,5 +161,5 @@ def test_simulated_two_node_run(tmp_path):
     for agent, output in zip(agents, outputs):
         assert agent.returncode == 0, output[-4000:]
     assert "max_steps=3` reached" in outputs[0]
-    checkpoint = torch.load(tmp_path / "moe_tiny" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    checkpoint = torch.load(_checkpoints(tmp_path) / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 3
