@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--backends", nargs="+", default=["loop", "grouped_mm", "triton"])
+    parser.add_argument("--backends", nargs="+", default=["loop", "grouped_mm", "fused"])
     parser.add_argument("--routers", nargs="+", default=["topk", "default", "expert_group", "dense"])
     parser.add_argument("--hf-impls", nargs="+", default=["eager", "grouped_mm"])
     parser.add_argument("--warmup", type=int, default=2)

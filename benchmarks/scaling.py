@@ -1,6 +1,6 @@
 """Data-parallel scaling of the tiny MoE config on CPU processes (gloo): tokens/s and efficiency.
 
-    .venv/bin/python benchmarks/scaling.py [--steps 40] [--backend triton]
+    .venv/bin/python benchmarks/scaling.py [--steps 40] [--backend fused]
 
 Runs ``cli.py fit`` on configs/moe/tiny.yaml as separate processes (the same entry point users run)
 and reads ``train/tokens_per_s`` (global tokens per wall-clock second, every rank's batch counted)
@@ -36,7 +36,7 @@ def run(name: str, threads: int, steps: int, backend: str, extra: list[str]) -> 
     command = [sys.executable, "cli.py", "fit", "--config", "configs/moe/tiny.yaml", *extra,
                "--trainer.accelerator", "cpu", "--trainer.max_steps", str(steps), "--trainer.log_every_n_steps", "1",
                "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
-               "--trainer.logger.init_args.save_dir", str(root), "--model.init_args.fidelity_every_n_steps", "0",
+               "--trainer.logger.init_args.save_dir", str(root), "--trainer.callbacks", "[]",
                "--model.init_args.config.backend", backend]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
@@ -51,7 +51,7 @@ def run(name: str, threads: int, steps: int, backend: str, extra: list[str]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--backend", default="triton", choices=["loop", "grouped_mm", "triton"])
+    parser.add_argument("--backend", default="fused", choices=["loop", "grouped_mm", "fused"])
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()} "
           f"python={platform.python_version()} date={datetime.date.today()}")

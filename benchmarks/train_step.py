@@ -11,7 +11,7 @@ of the shared machine hits them alike (the order rotates every round); the media
 over TopK of the same backend from the medians, and the median of the per-round ratios to the same
 round's TopK step (paired: robust to drift) are printed.
 
-Usage: python benchmarks/train_step.py [--backends grouped_mm triton] [--steps 15] [--threads 2]
+Usage: python benchmarks/train_step.py [--backends grouped_mm fused] [--steps 15] [--threads 2]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Stepper:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", nargs="+", default=["grouped_mm", "triton"])
+    parser.add_argument("--backends", nargs="+", default=["grouped_mm", "fused"])
     parser.add_argument("--routers", nargs="+", default=ROUTERS)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)

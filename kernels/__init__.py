@@ -11,8 +11,12 @@ from kernels._triton import HAS_TRITON, IMPLS, Impl, force_impl, interpreting, r
 from kernels.expert_group import expert_group_gather, expert_group_scatter
 from kernels.grouped_swiglu import grouped_swiglu
 from kernels.reference import (
-    expert_group_gather_reference, expert_group_means, expert_group_scatter_reference, fused_routing_reference,
-    grouped_swiglu_reference, select_experts,
+    expert_group_gather_reference,
+    expert_group_means,
+    expert_group_scatter_reference,
+    fused_routing_reference,
+    grouped_swiglu_reference,
+    select_experts,
 )
 from kernels.routing import fused_routing
 

@@ -19,7 +19,14 @@ from __future__ import annotations
 import torch
 
 from kernels._triton import (
-    TileSchedule, gemm_blocks, interpreting, launch_grouped_gemm, launch_grouped_wgrad, resolve_impl, tl, triton,
+    TileSchedule,
+    gemm_blocks,
+    interpreting,
+    launch_grouped_gemm,
+    launch_grouped_wgrad,
+    resolve_impl,
+    tl,
+    triton,
     wgrad_blocks,
 )
 from kernels.reference import expert_group_gather_reference, expert_group_scatter_reference

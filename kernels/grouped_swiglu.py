@@ -32,8 +32,16 @@ import torch
 import torch.nn.functional as F
 
 from kernels._triton import (
-    TileSchedule, _dot, dot_flags, gemm_blocks, launch_grouped_gemm, launch_grouped_wgrad, resolve_impl, tl,
-    triton, wgrad_blocks,
+    TileSchedule,
+    _dot,
+    dot_flags,
+    gemm_blocks,
+    launch_grouped_gemm,
+    launch_grouped_wgrad,
+    resolve_impl,
+    tl,
+    triton,
+    wgrad_blocks,
 )
 from kernels.cpu_gemm import CpuGemm
 from kernels.reference import grouped_swiglu_reference

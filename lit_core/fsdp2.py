@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Optional
 
-from torch.distributed.constants import default_pg_timeout
 from lightning.pytorch.strategies import ModelParallelStrategy
+from torch.distributed.constants import default_pg_timeout
 
 
 class FSDP2Strategy(ModelParallelStrategy):

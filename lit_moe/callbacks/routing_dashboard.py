@@ -7,8 +7,8 @@ Reads the step's routing statistics the LightningModule summed over micro-batche
 
 from __future__ import annotations
 
-import numpy as np
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from lit_moe.callbacks.writing import log_at_step, tensorboard_writer

@@ -41,6 +41,7 @@ def expert_sums(raw_SD: torch.Tensor, dispatch: Dispatch, num_experts: int) -> t
 class ExpertBackend:
     name: ClassVar[str]
     use_grouped_mm: ClassVar[bool] = False
+    fuses_routing: ClassVar[bool] = False  # the router may use the Triton routing kernel where it runs
 
     def raw(self, experts: "SwiGLUExperts", x_TD: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
         raise NotImplementedError
@@ -83,6 +84,7 @@ class Fused(ExpertBackend):
 
     name = "fused"
     use_grouped_mm = True
+    fuses_routing = True
 
     def raw(self, experts, x_TD, dispatch):
         return grouped_swiglu(x_TD, experts.w_gate_EDF, experts.w_up_EDF, experts.w_down_EFD, dispatch.offsets_E,

@@ -52,7 +52,7 @@ class MoELayer(nn.Module):
         self.experts = SwiGLUExperts(config.num_experts, config.d_model, config.d_expert, config.backend)
         self.router = Router(config.d_model, config.num_experts, config.top_k, config.normalize_topk,
                              use_bias_balancing=config.bias_update_rate > 0, score_function=config.score_function,
-                             fused=config.backend == "fused")
+                             backend=self.experts.backend)
         self.shared_experts = (
             SwiGLU(config.d_model, config.d_expert * config.num_shared_experts)
             if config.num_shared_experts > 0 else None

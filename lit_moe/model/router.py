@@ -2,7 +2,7 @@
 
 Shape legend: T tokens, D model width, E experts, K experts per token.
 
-With ``fused=True`` (the ``fused`` expert backend) and CUDA inputs, softmax, top-K and the Default-MoE
+With the ``fused`` expert backend and CUDA inputs, softmax, top-K and the Default-MoE
 default term run in one Triton kernel (``kernels.fused_routing``); elsewhere the same values come
 from torch ops.
 """
@@ -15,7 +15,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from kernels import fused_routing, resolve_impl
+from kernels import fused_routing
+from lit_moe.model.backends import ExpertBackend
 from lit_moe.model.scoring import SCORE_FUNCTIONS
 
 
@@ -46,17 +47,19 @@ class Router(nn.Module):
         normalize_topk: Renormalise the K selected scores to sum to 1.
         use_bias_balancing: Steer the selection with aux-loss-free balancing biases.
         score_function: A key of ``lit_moe.model.scoring.SCORE_FUNCTIONS`` (``softmax``, ``sigmoid``).
-        fused: Use the Triton routing kernel where it runs (CUDA, softmax scores).
+        backend: The layer's expert backend: if it fuses routing (``fused``), the Triton routing
+            kernel runs wherever the backend runs Triton (CUDA) and the scores are softmax.
     """
 
     def __init__(self, d_model: int, num_experts: int, top_k: int, normalize_topk: bool,
-                 use_bias_balancing: bool, score_function: str = "softmax", fused: bool = False) -> None:
+                 use_bias_balancing: bool, score_function: str = "softmax",
+                 backend: Optional[ExpertBackend] = None) -> None:
         super().__init__()
         self.top_k = top_k
         self.normalize_topk = normalize_topk
         self.use_bias_balancing = use_bias_balancing
         self.score_function = SCORE_FUNCTIONS[score_function]()
-        self.fused = fused and self.score_function.fusable
+        self.backend = backend if backend is not None and backend.fuses_routing and self.score_function.fusable else None
         self.weight_ED = nn.Parameter(torch.empty(num_experts, d_model))
         self.register_buffer("expert_bias_E", torch.zeros(num_experts))
         nn.init.normal_(self.weight_ED, std=0.02)
@@ -66,7 +69,7 @@ class Router(nn.Module):
         Default-MoE term in ``RouterOutput.default_TD``."""
         logits_TE = x_TD.float() @ self.weight_ED.float().t()
         bias_E = self.expert_bias_E if self.use_bias_balancing else None
-        if self.fused and resolve_impl("auto", x_TD) == "triton":
+        if self.backend is not None and self.backend.runs_triton(x_TD):
             probs_TE, idx_TK, weights_TK, default_TD = fused_routing(
                 logits_TE, self.top_k, self.normalize_topk, bias_E, default_vectors_ED)
             return RouterOutput(logits_TE, probs_TE, idx_TK, weights_TK, default_TD)

@@ -22,10 +22,10 @@ def _expert(weights, e, x_D):
     return (torch.nn.functional.silu(x_D @ gate[e]) * (x_D @ up[e])) @ down[e]
 
 
-def _float64_objective(router, normalize, x_TD, g_TD, router_W, weights, defaults_ED):
+def _float64_objective(router, normalize, x_TD, g_TD, router_W, weights, defaults_ED, score="softmax"):
     """(y_TD, objective whose gradient w.r.t. router_W is the rule's router gradient) in float64."""
     logits_TE = x_TD @ router_W.t()
-    probs_TE = torch.softmax(logits_TE, -1)
+    probs_TE = torch.softmax(logits_TE, -1) if score == "softmax" else torch.sigmoid(logits_TE)
     top_TK = probs_TE.detach().topk(TOP_K, -1).indices
     outputs_TED = torch.stack([torch.stack([_expert(weights, e, x_TD[t]) for e in range(NUM_EXPERTS)])
                                for t in range(NUM_TOKENS)])
@@ -65,10 +65,13 @@ def _float64_objective(router, normalize, x_TD, g_TD, router_W, weights, default
     return torch.stack(ys), objective
 
 
+@pytest.mark.parametrize("score", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("normalize_topk", [False, True])
 @pytest.mark.parametrize("router", ["topk", "default", "dense", "expert_group"])
-def test_router_output_and_gradient_match_float64_definition(router, normalize_topk):
-    layer = make_layer(router, num_experts=NUM_EXPERTS, top_k=TOP_K, normalize_topk=normalize_topk)
+def test_router_output_and_gradient_match_float64_definition(router, normalize_topk, score):
+    """Also for the sigmoid score function (DeepSeek-V3 style): the rules do not depend on the scores."""
+    layer = make_layer(router, num_experts=NUM_EXPERTS, top_k=TOP_K, normalize_topk=normalize_topk,
+                       score_function=score)
     with torch.no_grad():
         layer.default_vectors_ED.normal_(generator=torch.Generator().manual_seed(4))
     gen = torch.Generator().manual_seed(7)
@@ -81,7 +84,7 @@ def test_router_output_and_gradient_match_float64_definition(router, normalize_t
     weights = [w.detach().double() for w in (layer.experts.w_gate_EDF, layer.experts.w_up_EDF,
                                             layer.experts.w_down_EFD)]
     want_y, objective = _float64_objective(router, normalize_topk, x_TD.double(), g_TD.double(), router_W, weights,
-                                           layer.default_vectors_ED.double())
+                                           layer.default_vectors_ED.double(), score)
     (want_grad,) = torch.autograd.grad(objective, [router_W])
     torch.testing.assert_close(y_TD.double(), want_y, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad_W.double(), want_grad, rtol=1e-4, atol=1e-6)
