@@ -1,0 +1,8 @@
+"""Hugging Face checkpoints in and out: ``load_hf(folder) -> MoETransformer``, ``save_hf(model, folder)``.
+
+Families: Mixtral, OLMoE, Qwen2-MoE, Qwen3-MoE and the dense Llama and Qwen3 (``lit_moe/hf/families``).
+"""
+
+from lit_moe.hf.load import config_from_folder, load_hf, load_weights_into
+
+__all__ = ["config_from_folder", "load_hf", "load_weights_into"]
