@@ -18,7 +18,7 @@ from torch import nn
 from lit_moe.errors import UserInputError
 from lit_moe.hf.families import Family, family_for
 from lit_moe.hf.folder import DEFAULT_STATE_NAME, CheckpointFolder, read_folder
-from lit_moe.hf.keymap import Entry, build_entries
+from lit_moe.hf.keymap import Entry, build_entries, shared_expert_fillers
 from lit_moe.model import MoELayer, MoETransformer, MoETransformerConfig
 from lit_moe.model.layers import CausalSelfAttention
 
@@ -35,9 +35,12 @@ def _config(checkpoint: CheckpointFolder, family: Family, overrides: dict) -> Mo
 
 
 def validate(checkpoint: CheckpointFolder, entries: list[Entry], params: dict[str, torch.Tensor],
-             family: Family) -> None:
+             family: Family, config: MoETransformerConfig) -> None:
     """Every expected tensor present with the right shape, nothing unmapped: one error line otherwise."""
     expected = {e.hf_key for e in entries}
+    for key, shape in shared_expert_fillers(config, family, config.shared_expert_gate).items():
+        if key in checkpoint.tensors and checkpoint.tensors[key][1] == tuple(shape):
+            expected.add(key)  # a width-0 Qwen2-MoE shared expert: nothing to load
     for entry in entries:
         if entry.hf_key not in checkpoint.tensors:
             raise UserInputError(f"{checkpoint.path}: tensor {entry.hf_key} is missing (a {family.model_type} "
@@ -137,7 +140,7 @@ def load_weights_into(model: MoETransformer, folder: str | Path, checkpoint: Opt
     checkpoint = checkpoint or read_folder(folder)
     family = family_for(checkpoint.model_type)
     entries = build_entries(model.config, family, shared_gate_ours=model.config.shared_expert_gate)
-    validate(checkpoint, entries, model_params(model), family)
+    validate(checkpoint, entries, model_params(model), family, model.config)
     stream_weights(model, checkpoint, entries)
 
 
@@ -158,7 +161,7 @@ def load_hf(folder: str | Path, dtype: Optional[torch.dtype] = None, device: str
     entries = build_entries(config, family, shared_gate_ours=config.shared_expert_gate)
     with torch.device("meta"):
         model = MoETransformer(config)
-    validate(checkpoint, entries, model_params(model), family)  # before any weight is read
+    validate(checkpoint, entries, model_params(model), family, model.config)  # before any weight is read
     model.to_empty(device=device)
     model.tie_weights()
     if dtype is not None:

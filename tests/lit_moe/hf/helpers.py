@@ -86,3 +86,28 @@ def our_logits_and_topk(model, tokens_BS: torch.Tensor) -> tuple[torch.Tensor, l
         for hook in hooks:
             hook.remove()
     return logits, picked
+
+
+def save_tiny_with_tokenizer(family: str, folder: Path, vocab_size: int = 320, seed: int = 0, **config_overrides):
+    """A tiny random model whose folder also holds a BPE ``tokenizer.json`` trained on the built-in
+    corpus (as a Hub folder would), its vocabulary matching the model's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoModelForCausalLM
+
+    from lit_moe.data.corpus import builtin_documents
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(builtin_documents(["docs"])[:20], trainer=trainer)
+    config = hf_config(family)
+    config.vocab_size = tokenizer.get_vocab_size()
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.save_pretrained(folder, max_shard_size="200KB")
+    tokenizer.save(str(Path(folder) / "tokenizer.json"))
+    return model
