@@ -12,6 +12,7 @@ from tests.lit_moe.cli_helpers import TINY_CONFIG, read_events, small_run_args
 from tests.lit_moe.hf.helpers import save_tiny_with_tokenizer
 
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.slow
 CONTINUE = str(REPO_ROOT / "configs/moe/olmoe_continue.yaml")
 
 
