@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
 from lit_moe.errors import TrainingAbortedError, UserInputError
+from lit_moe.hf.upcycle import UpcycleSpec  # init_from_hf (lit_moe.hf)
 from lit_moe.metrics.gradient_fidelity import gradient_fidelity
 from lit_moe.metrics.routing import routing_load_metrics
 from lit_moe.model import MoEStats, MoETransformer, MoETransformerConfig
@@ -88,6 +89,8 @@ class LanguageModelingModule(pl.LightningModule):
         calibration_batches: With ``init_from_hf`` and ``router: default``, start the default vectors
             from the mean raw expert outputs over this many training batches (before step 0, no
             update) instead of zero; 0 keeps zero (see ``lit_moe/hf/calibrate.py``).
+        upcycle: With ``init_from_hf`` pointing at a dense Llama / Qwen3 folder: build an MoE whose
+            experts are copies (or fine-grained pieces) of each MLP (see ``lit_moe.hf.upcycle.UpcycleSpec``).
     """
 
     def __init__(
@@ -107,15 +110,16 @@ class LanguageModelingModule(pl.LightningModule):
         meta_init: bool = True,
         init_from_hf: Optional[str] = None,
         calibration_batches: int = 0,
+        upcycle: Optional[UpcycleSpec] = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         # --- init_from_hf (lit_moe.hf): architecture from the pretrained folder --------------------
-        self.init_from_hf, self.calibration_batches = init_from_hf, calibration_batches
-        if init_from_hf is not None:
+        self.init_from_hf, self.calibration_batches, self.upcycle = init_from_hf, calibration_batches, upcycle
+        if init_from_hf is not None or upcycle is not None:
             from lit_moe.hf.pretrained import pretrained_config
 
-            config = pretrained_config(init_from_hf, config, tokenizer_vocab_size)
+            config = pretrained_config(init_from_hf, config, tokenizer_vocab_size, upcycle)
         # --- end init_from_hf ------------------------------------------------------------------------
         self.config = self._resolve_vocab(config, tokenizer_vocab_size)
         self.learning_rate = learning_rate
@@ -167,7 +171,7 @@ class LanguageModelingModule(pl.LightningModule):
             self.model = build_from_hf(
                 self.init_from_hf, self.config,
                 lambda model: parallelize(model, mesh, self.activation_checkpointing, param_dtype=param_dtype),
-                self.trainer.strategy.root_device)
+                self.trainer.strategy.root_device, self.upcycle)
             return
         # --- end init_from_hf ------------------------------------------------------------------------
         if mesh is None:

@@ -14,6 +14,7 @@ import torch
 
 from lit_moe.errors import UserInputError
 from lit_moe.hf.load import init_buffers, load_weights_into, prepare
+from lit_moe.hf.upcycle import UpcycleSpec, load_upcycled_into, upcycled_config
 from lit_moe.model import MoETransformer, MoETransformerConfig
 
 # Fields of MoETransformerConfig that a checkpoint does not decide.
@@ -21,11 +22,19 @@ TRAINING_FIELDS = ("router", "default_beta", "default_mode", "aux_loss_coef", "z
                    "backend", "init_std")
 
 
-def pretrained_config(folder: str, yaml_config: MoETransformerConfig,
-                      tokenizer_vocab_size: Optional[int] = None) -> MoETransformerConfig:
-    """The folder's architecture with the YAML's training-side fields (``TRAINING_FIELDS``)."""
+def pretrained_config(folder: Optional[str], yaml_config: MoETransformerConfig,
+                      tokenizer_vocab_size: Optional[int] = None,
+                      upcycle: Optional[UpcycleSpec] = None) -> MoETransformerConfig:
+    """The folder's architecture (upcycled to an MoE with ``upcycle``) with the YAML's training-side
+    fields (``TRAINING_FIELDS``)."""
+    if folder is None:
+        raise UserInputError("model.init_args.upcycle needs model.init_args.init_from_hf (a dense llama/qwen3 folder)")
     overrides = {name: getattr(yaml_config, name) for name in TRAINING_FIELDS}
-    _, _, config = prepare(folder, overrides)
+    if upcycle is not None:
+        _, _, dense = prepare(folder)
+        config = upcycled_config(dense, upcycle, **overrides)
+    else:
+        _, _, config = prepare(folder, overrides)
     if tokenizer_vocab_size is not None and tokenizer_vocab_size > config.vocab_size:
         raise UserInputError(f"the tokenizer has {tokenizer_vocab_size} tokens but {folder} has vocab_size "
                              f"{config.vocab_size}: use the folder's tokenizer (--data.init_args.tokenizer {folder})")
@@ -46,15 +55,19 @@ def check_tokenizer(folder: str, datamodule: Any) -> None:
 
 
 def build_from_hf(folder: str, config: MoETransformerConfig, parallelize: Callable[[MoETransformer], MoETransformer],
-                  device: torch.device) -> MoETransformer:
-    """Meta-build, shard (``parallelize``: FSDP2 or a no-op), materialise empty, stream the weights."""
+                  device: torch.device, upcycle: Optional[UpcycleSpec] = None) -> MoETransformer:
+    """Meta-build, shard (``parallelize``: FSDP2 or a no-op), materialise empty, stream the weights
+    (as copies of the dense MLPs with ``upcycle``)."""
     with torch.device("meta"):
         model = MoETransformer(config)
     model = parallelize(model)
     model.to_empty(device=device)
     model.tie_weights()
     init_buffers(model)
-    load_weights_into(model, folder)
+    if upcycle is not None:
+        load_upcycled_into(model, folder, upcycle)
+    else:
+        load_weights_into(model, folder)
     return model
 
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from cli import main
-from lit_moe.hf import load_hf
+from lit_moe.hf import export_checkpoint, load_hf
 from tests.conftest import REPO_ROOT
 from tests.lit_moe.cli_helpers import TINY_CONFIG, read_events, small_run_args
 from tests.lit_moe.hf.helpers import save_tiny_with_tokenizer
 
-pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.slow
 CONTINUE = str(REPO_ROOT / "configs/moe/olmoe_continue.yaml")
 
@@ -36,6 +36,18 @@ def test_fit_continues_an_imported_olmoe_under_default_moe(tmp_path):
     losses = [e.value for e in events.Scalars("train/loss")]
     assert len(losses) >= 10
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1
+    # The trained checkpoint exports back to the OLMoE layout; transformers and load_hf read it.
+    (last,) = (tmp_path / "run").rglob("last.ckpt")
+    export_checkpoint(last, tmp_path / "exported", tokenizer=folder)
+    assert (tmp_path / "exported" / "tokenizer.json").is_file()
+    reloaded = load_hf(tmp_path / "exported", router="default")
+    for key, value in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[key], value), key
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "exported").eval()
+    tokens = torch.arange(32).reshape(1, 32)
+    topk = load_hf(tmp_path / "exported").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf_model(tokens).logits, topk(tokens).logits_BSV, rtol=0, atol=1e-4)
 
 
 def test_wrong_tokenizer_is_refused(tmp_path, capsys):
@@ -47,3 +59,17 @@ def test_wrong_tokenizer_is_refused(tmp_path, capsys):
         main(["fit", "--config", TINY_CONFIG, "--config", CONTINUE, *args, "--data.init_args.tokenizer", "byte"])
     assert info.value.code == 2
     assert "set --data.init_args.tokenizer" in capsys.readouterr().err
+
+
+def test_fit_upcycles_a_dense_llama_from_yaml(tmp_path):
+    folder = tmp_path / "llama"
+    save_tiny_with_tokenizer("llama", folder, tie_word_embeddings=False)
+    args = small_run_args(tmp_path / "run", max_steps=8, **{
+        "model.init_args.init_from_hf": str(folder), "data.init_args.tokenizer": str(folder),
+        "trainer.precision": "32-true", "model.init_args.learning_rate": "3e-3", "model.init_args.upcycle.num_experts": "4",
+        "trainer.val_check_interval": "8"})
+    cli = main(["fit", "--config", TINY_CONFIG, "--config", str(REPO_ROOT / "configs/moe/upcycle_llama.yaml"), *args])
+    model = cli.model.model
+    assert model.config.num_experts == 4 and len(model.moe_layers()) == model.config.n_layers
+    losses = [e.value for e in read_events(cli.trainer.logger.log_dir).Scalars("train/loss")]
+    assert losses[-1] < losses[0]
