@@ -49,13 +49,16 @@ def random_hf_model(family: str, seed: int = 0):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(hf_config(family)).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("norm.weight") or "layernorm" in name:
-                param.copy_(1.0 + 0.2 * torch.randn_like(param))
-            else:
-                param.normal_(0.0, 0.15)
+    return scale_weights(AutoModelForCausalLM.from_config(hf_config(family)).eval())
+
+
+@torch.no_grad()
+def scale_weights(model):
+    for name, param in model.named_parameters():
+        if name.endswith("norm.weight") or "layernorm" in name:
+            param.copy_(1.0 + 0.2 * torch.randn_like(param))
+        else:
+            param.normal_(0.0, 0.15)
     return model
 
 
@@ -88,7 +91,8 @@ def our_logits_and_topk(model, tokens_BS: torch.Tensor) -> tuple[torch.Tensor, l
     return logits, picked
 
 
-def save_tiny_with_tokenizer(family: str, folder: Path, vocab_size: int = 320, seed: int = 0, **config_overrides):
+def save_tiny_with_tokenizer(family: str, folder: Path, vocab_size: int = 320, seed: int = 0, scaled: bool = False,
+                             **config_overrides):
     """A tiny random model whose folder also holds a BPE ``tokenizer.json`` trained on the built-in
     corpus (as a Hub folder would), its vocabulary matching the model's."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -108,6 +112,8 @@ def save_tiny_with_tokenizer(family: str, folder: Path, vocab_size: int = 320, s
         setattr(config, key, value)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config).eval()
+    if scaled:
+        scale_weights(model)
     model.save_pretrained(folder, max_shard_size="200KB")
     tokenizer.save(str(Path(folder) / "tokenizer.json"))
     return model
