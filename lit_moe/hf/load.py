@@ -162,10 +162,10 @@ def load_hf(folder: str | Path, dtype: Optional[torch.dtype] = None, device: str
     with torch.device("meta"):
         model = MoETransformer(config)
     validate(checkpoint, entries, model_params(model), family, model.config)  # before any weight is read
+    if dtype is not None:
+        model.to(dtype)  # on meta: no fp32 copy is ever allocated (the router state stays fp32)
     model.to_empty(device=device)
     model.tie_weights()
-    if dtype is not None:
-        model.to(dtype)
     init_buffers(model)
     stream_weights(model, checkpoint, entries)
     return model
