@@ -8,6 +8,7 @@ import math
 import os
 import random
 from collections import defaultdict
+import dataclasses
 from dataclasses import replace
 from typing import Optional
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
 from lit_moe.errors import TrainingAbortedError, UserInputError
+from lit_moe.hf.upcycle import UpcycleSpec  # init_from_hf (lit_moe.hf)
 from lit_moe.model import MoEStats, MoETransformer, MoETransformerConfig
 from lit_moe.model.moe_layer import sum_stats
 from lit_moe.parallelize import parallelize
@@ -74,6 +76,17 @@ class LanguageModelingModule(pl.LightningModule):
         meta_init: Under FSDP2 (ModelParallelStrategy), build the model on the meta device and
             initialise each shard in place (fast, little memory). ``False`` builds and initialises the
             full model on every rank first: the same initial weights as a single-process run.
+        init_from_hf: A local Hugging Face folder (Mixtral, OLMoE, Qwen2-MoE, Qwen3-MoE, Llama, Qwen3) to
+            continue training: the architecture comes from its ``config.json`` (``config`` then only
+            supplies the training-side fields ``router``, ``default_beta``, ``default_mode``,
+            ``aux_loss_coef``, ``z_loss_coef``, ``bias_update_rate``, ``backend``) and the weights are
+            loaded into the meta-built (FSDP2-sharded) model in ``configure_model``. Tokenize with the
+            folder's tokenizer (``data.init_args.tokenizer: <same folder>``).
+        calibration_batches: With ``init_from_hf`` and ``router: default``, start the default vectors
+            from the mean raw expert outputs over this many training batches (before step 0, no
+            update) instead of zero; 0 keeps zero (see ``lit_moe/hf/calibrate.py``).
+        upcycle: With ``init_from_hf`` pointing at a dense Llama / Qwen3 folder: build an MoE whose
+            experts are copies (or fine-grained pieces) of each MLP (see ``lit_moe.hf.upcycle.UpcycleSpec``).
     """
 
     def __init__(
@@ -89,6 +102,9 @@ class LanguageModelingModule(pl.LightningModule):
         activation_checkpointing: bool = False,
         max_consecutive_nonfinite: int = 5,
         meta_init: bool = True,
+        init_from_hf: Optional[str] = None,
+        calibration_batches: int = 0,
+        upcycle: Optional[UpcycleSpec] = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -98,6 +114,13 @@ class LanguageModelingModule(pl.LightningModule):
             raise UserInputError(f"model.min_lr_ratio={min_lr_ratio} must lie in [0, 1]")
         if warmup_steps < 0:
             raise UserInputError(f"model.warmup_steps={warmup_steps} must be >= 0")
+        # --- init_from_hf (lit_moe.hf): architecture from the pretrained folder --------------------
+        self.init_from_hf, self.calibration_batches, self.upcycle = init_from_hf, calibration_batches, upcycle
+        if init_from_hf is not None or upcycle is not None:
+            from lit_moe.hf.pretrained import pretrained_config
+
+            config = pretrained_config(init_from_hf, config, tokenizer_vocab_size, upcycle)
+        # --- end init_from_hf ------------------------------------------------------------------------
         self.config = self._resolve_vocab(config, tokenizer_vocab_size)
         self.learning_rate = learning_rate
         self.min_lr_ratio = min_lr_ratio
@@ -147,6 +170,18 @@ class LanguageModelingModule(pl.LightningModule):
         if self.model is not None:
             return
         mesh = self.device_mesh
+        # --- init_from_hf (lit_moe.hf): meta init + shard + stream the pretrained weights -----------
+        if self.init_from_hf is not None:
+            from lit_moe.hf.pretrained import build_from_hf, check_tokenizer
+
+            check_tokenizer(self.init_from_hf, self.trainer.datamodule)
+            param_dtype = torch.bfloat16 if self.trainer.precision in ("bf16-mixed", "bf16-true") else None
+            self.model = build_from_hf(
+                self.init_from_hf, self.config,
+                lambda model: parallelize(model, mesh, self.activation_checkpointing, param_dtype=param_dtype),
+                self.trainer.strategy.root_device, self.upcycle)
+            return
+        # --- end init_from_hf ------------------------------------------------------------------------
         if mesh is None:
             self.model = parallelize(MoETransformer(self.config), activation_checkpointing=self.activation_checkpointing)
             return
@@ -245,8 +280,19 @@ class LanguageModelingModule(pl.LightningModule):
         self.model.update_router_state(self.step_router_stats)
 
     # ----------------------------------------------------------- checkpoints
+    def on_train_start(self) -> None:
+        # --- init_from_hf (lit_moe.hf): Default-MoE vectors from a calibration pass -----------------
+        if self.init_from_hf is not None and self.calibration_batches > 0 and self.trainer.ckpt_path is None:
+            from lit_moe.hf.calibrate import calibrate_default_vectors
+
+            batches = (batch[0].to(self.device) for batch, _ in zip(self.trainer.train_dataloader,
+                                                                     range(self.calibration_batches)))
+            calibrate_default_vectors(self.model, batches, self._all_reduce_sum)
+        # --- end init_from_hf ------------------------------------------------------------------------
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_states"] = _capture_rng_states()
+        checkpoint["lit_moe_config"] = dataclasses.asdict(self.config)  # the resolved architecture (HF export)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore RNG states; refuse a checkpoint of a different architecture, naming the keys."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from lit_moe.errors import UserInputError
@@ -15,6 +15,38 @@ from lit_moe.model.scoring import SCORE_FUNCTIONS
 RouterName = Literal[tuple(ROUTING_RULES)]
 BackendName = Literal[tuple(BACKENDS) + tuple(BACKEND_ALIASES)]
 ScoreFunctionName = Literal[tuple(SCORE_FUNCTIONS)]
+QKNorm = Literal["none", "per_head", "full"]
+
+
+@dataclass
+class RopeScaling:
+    """RoPE frequency scaling for contexts beyond the pretraining length (Hugging Face ``rope_scaling``).
+
+    Args:
+        type: ``default`` (none), ``linear`` (position interpolation), ``llama3`` (Llama 3.1) or ``yarn``.
+        factor: Context extension factor.
+        original_max_position_embeddings: Pretraining context (``llama3`` and ``yarn``).
+        low_freq_factor: ``llama3``: wavelengths above original/low_freq_factor are divided by ``factor``.
+        high_freq_factor: ``llama3``: wavelengths below original/high_freq_factor are kept.
+        beta_fast: ``yarn``: rotations at which the ramp to the original frequencies ends.
+        beta_slow: ``yarn``: rotations at which the ramp starts.
+        attention_factor: ``yarn``: cos/sin multiplier; ``None`` = 0.1 ln(factor) + 1 (or the mscale ratio).
+        mscale: ``yarn`` (DeepSeek): numerator mscale of the attention factor.
+        mscale_all_dim: ``yarn`` (DeepSeek): denominator mscale of the attention factor.
+        truncate: ``yarn``: round the ramp bounds to whole dimensions (Hugging Face default).
+    """
+
+    type: Literal["default", "linear", "llama3", "yarn"] = "default"
+    factor: float = 1.0
+    original_max_position_embeddings: int = 8192
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    attention_factor: Optional[float] = None
+    mscale: Optional[float] = None
+    mscale_all_dim: Optional[float] = None
+    truncate: bool = True
 
 
 @dataclass
@@ -58,6 +90,18 @@ class MoETransformerConfig:
             the fastest there). ``triton`` is the old name of ``fused`` (deprecated).
         tie_embeddings: Share the input embedding with the output projection.
         init_std: Standard deviation of the normal weight initialisation.
+        n_kv_heads: Key/value heads of grouped-query attention; ``None`` = ``n_heads`` (multi-head).
+        d_head: Width of each attention head; ``None`` = ``d_model / n_heads`` (Qwen3 sets it explicitly).
+        qk_norm: RMSNorm on queries and keys before RoPE: ``none``, ``per_head`` (over each head's width,
+            Qwen3 / Qwen3-MoE) or ``full`` (over the whole projected q / k width, OLMoE).
+        qkv_bias: Biases on the q, k, v projections (Qwen2).
+        out_bias: Bias on the attention output projection (Llama ``attention_bias``).
+        clip_qkv: Clamp q, k and v to [-clip_qkv, clip_qkv] (OLMoE); ``None`` disables it.
+        rope_scaling: RoPE frequency scaling (``linear``, ``llama3``, ``yarn``); ``None`` = plain RoPE.
+        dense_layers: Indices of further blocks (besides the first ``first_k_dense``) that use a dense
+            SwiGLU MLP instead of an MoE layer (Qwen-MoE ``mlp_only_layers`` / ``decoder_sparse_step``).
+        d_shared: Total hidden width of the shared expert MLP; ``None`` = ``num_shared_experts * d_expert``.
+        shared_expert_gate: Scale the shared experts' output by sigmoid(w^T x) with a learned w (Qwen2-MoE).
     """
 
     vocab_size: Optional[int] = None
@@ -84,6 +128,16 @@ class MoETransformerConfig:
     backend: BackendName = "loop"
     tie_embeddings: bool = False
     init_std: float = 0.02
+    n_kv_heads: Optional[int] = None
+    d_head: Optional[int] = None
+    qk_norm: QKNorm = "none"
+    qkv_bias: bool = False
+    out_bias: bool = False
+    clip_qkv: Optional[float] = None
+    rope_scaling: Optional[RopeScaling] = None
+    dense_layers: list[int] = field(default_factory=list)
+    d_shared: Optional[int] = None
+    shared_expert_gate: bool = False
 
     def __post_init__(self) -> None:
         if self.backend in BACKEND_ALIASES:
@@ -91,14 +145,34 @@ class MoETransformerConfig:
                           FutureWarning, stacklevel=3)
             self.backend = BACKEND_ALIASES[self.backend]
         problems = []
-        for field, value, allowed in (("router", self.router, ROUTING_RULES), ("backend", self.backend, BACKENDS),
-                                      ("score_function", self.score_function, SCORE_FUNCTIONS)):
+        for key, value, allowed in (("router", self.router, ROUTING_RULES), ("backend", self.backend, BACKENDS),
+                                    ("score_function", self.score_function, SCORE_FUNCTIONS)):
             if value not in allowed:
-                problems.append(f"{field}={value!r} is not one of {sorted(allowed)}")
-        if self.d_model % self.n_heads:
-            problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        elif (self.d_model // self.n_heads) % 2:
-            problems.append("the head dimension d_model/n_heads must be even for RoPE")
+                problems.append(f"{key}={value!r} is not one of {sorted(allowed)}")
+        if isinstance(self.rope_scaling, dict):  # plain mapping from YAML / a saved hparams file
+            self.rope_scaling = RopeScaling(**self.rope_scaling)
+        self.dense_layers = sorted(set(int(i) for i in self.dense_layers))
+        if self.d_head is None and self.d_model % self.n_heads:
+            problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads} (or set d_head)")
+        elif self.head_dim % 2:
+            problems.append(f"the head dimension {self.head_dim} must be even for RoPE")
+        kv_heads = self.kv_heads
+        if kv_heads < 1 or self.n_heads % kv_heads:
+            problems.append(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={kv_heads}")
+        if self.qk_norm not in ("none", "per_head", "full"):
+            problems.append(f"qk_norm={self.qk_norm!r} must be one of none, per_head, full")
+        if self.clip_qkv is not None and self.clip_qkv <= 0:
+            problems.append(f"clip_qkv={self.clip_qkv} must be positive (or null)")
+        bad_layers = [i for i in self.dense_layers if not 0 <= i < self.n_layers]
+        if bad_layers:
+            problems.append(f"dense_layers {bad_layers} must lie in [0, n_layers={self.n_layers})")
+        if self.d_shared is not None and self.d_shared < 1:
+            problems.append(f"d_shared={self.d_shared} must be positive (or null)")
+        scaling = self.rope_scaling
+        if scaling is not None and scaling.type not in ("default", "linear", "llama3", "yarn"):
+            problems.append(f"rope_scaling.type={scaling.type!r} must be one of default, linear, llama3, yarn")
+        elif scaling is not None and scaling.type != "default" and scaling.factor <= 0:
+            problems.append(f"rope_scaling.factor={scaling.factor} must be positive")
         if self.num_experts < 1:
             problems.append(f"num_experts={self.num_experts} must be >= 1")
         elif not 1 <= self.top_k <= self.num_experts:
@@ -114,7 +188,21 @@ class MoETransformerConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.d_head if self.d_head is not None else self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
+
+    @property
+    def shared_hidden(self) -> int:
+        """Hidden width of the shared expert MLP (0 when the MoE layers have none)."""
+        if self.num_shared_experts <= 0:
+            return 0
+        return self.d_shared if self.d_shared is not None else self.d_expert * self.num_shared_experts
+
+    def is_moe_block(self, index: int) -> bool:
+        return index >= self.first_k_dense and index not in self.dense_layers
 
     @property
     def dense_hidden(self) -> int:
@@ -126,14 +214,18 @@ class MoETransformerConfig:
         if vocab is None:
             raise ValueError("vocab_size is unknown: pass it or set config.vocab_size")
         d = self.d_model
-        attn = 4 * d * d
+        q_width, kv_width = self.n_heads * self.head_dim, self.kv_heads * self.head_dim
+        attn = d * (q_width + 2 * kv_width) + q_width * d
+        attn += (q_width + 2 * kv_width) * self.qkv_bias + d * self.out_bias
+        attn += {"none": 0, "per_head": 2 * self.head_dim, "full": q_width + kv_width}[self.qk_norm]
         norms = 2 * d
         expert = 3 * d * self.d_expert
-        shared = 3 * d * self.d_expert * self.num_shared_experts
+        shared = 3 * d * self.shared_hidden + (d if self.shared_hidden and self.shared_expert_gate else 0)
         moe_block = attn + norms + d * self.num_experts + self.num_experts * expert + shared
         moe_active = attn + norms + d * self.num_experts + self.top_k * expert + shared
         dense_block = attn + norms + 3 * d * self.dense_hidden
-        n_dense, n_moe = self.first_k_dense, self.n_layers - self.first_k_dense
+        n_moe = sum(self.is_moe_block(i) for i in range(self.n_layers))
+        n_dense = self.n_layers - n_moe
         embeddings = vocab * d * (1 if self.tie_embeddings else 2)
         total = embeddings + d + n_dense * dense_block + n_moe * moe_block
         active = embeddings + d + n_dense * dense_block + n_moe * moe_active

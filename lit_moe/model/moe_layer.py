@@ -20,7 +20,7 @@ from torch import nn
 
 from lit_moe.model.config import MoETransformerConfig
 from lit_moe.model.experts import Dispatch, SwiGLUExperts
-from lit_moe.model.layers import SwiGLU
+from lit_moe.model.shared_experts import build_shared_experts
 from lit_moe.model.router import Router, RouterOutput
 from lit_moe.model.routers import ROUTING_RULES, RoutingRule
 
@@ -53,10 +53,7 @@ class MoELayer(nn.Module):
         self.router = Router(config.d_model, config.num_experts, config.top_k, config.normalize_topk,
                              use_bias_balancing=config.bias_update_rate > 0, score_function=config.score_function,
                              backend=self.experts.backend)
-        self.shared_experts = (
-            SwiGLU(config.d_model, config.d_expert * config.num_shared_experts)
-            if config.num_shared_experts > 0 else None
-        )
+        self.shared_experts = build_shared_experts(config)  # added to the routed output (or None)
         # Default-MoE default vectors Ehat (fp32, non-trainable, saved in checkpoints for every rule).
         self.register_buffer("default_vectors_ED", torch.zeros(config.num_experts, config.d_model))
 

@@ -18,8 +18,7 @@ EVERY_STEP = str(Path(__file__).with_name("every_step_checkpoints.yaml"))
 
 def _fit(root, *extra: str, max_steps: int):
     return main(["fit", "--config", TINY_CONFIG, *small_run_args(root, max_steps=max_steps,
-                                                                 **{"trainer.val_check_interval": "1000",
-                                                                    "model.init_args.fidelity_every_n_steps": "1000"}),
+                                                                 **{"trainer.val_check_interval": "1000"}),
                  *extra])
 
 

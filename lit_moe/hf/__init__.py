@@ -1,0 +1,10 @@
+"""Hugging Face checkpoints in and out: ``load_hf(folder) -> MoETransformer``, ``save_hf(model, folder)``.
+
+Families: Mixtral, OLMoE, Qwen2-MoE, Qwen3-MoE and the dense Llama and Qwen3 (``lit_moe/hf/families``).
+"""
+
+from lit_moe.hf.checkpoint import export_checkpoint, model_from_checkpoint
+from lit_moe.hf.load import config_from_folder, load_hf, load_weights_into
+from lit_moe.hf.save import save_hf, save_state_dict_hf
+
+__all__ = ["export_checkpoint", "model_from_checkpoint", "config_from_folder", "load_hf", "load_weights_into", "save_hf", "save_state_dict_hf"]
