@@ -162,14 +162,13 @@ class CrosscoderModule(pl.LightningModule):
         relative_L = self.crosscoder.relative_decoder_norms().detach().cpu()
         classes = self._classes
         densities = log10_density_by_class(results["density_L"], classes)
-        for name, value in zip(self.model_names, results["fve_M"]):
-            self.log(f"val/fve/{name}", float(value))
-        self.log("val/fve_mean", float(results["fve_M"].mean()))
-        self.log("val/l0", float(results["l0"]))
-        self.log("val/dead_fraction", float(results["dead_fraction"]))
         counts = {name: classes.count(name) for name in dict.fromkeys(classes)}
-        for name, count in counts.items():
-            self.log(f"val/class_fraction/{name.replace(' ', '_')}", count / len(classes))
+        scalars = {f"val/fve/{name}": float(value) for name, value in zip(self.model_names, results["fve_M"])}
+        scalars.update({"val/fve_mean": float(results["fve_M"].mean()), "val/l0": float(results["l0"]),
+                        "val/dead_fraction": float(results["dead_fraction"])})
+        scalars.update({f"val/class_fraction/{name.replace(' ', '_')}": count / len(classes)
+                        for name, count in counts.items()})
+        self._log_scalars(scalars)
         self.last_results = {
             "step": self.global_step, "sites": self.site_names,
             "fve": {n: float(v) for n, v in zip(self.model_names, results["fve_M"])},
@@ -178,6 +177,15 @@ class CrosscoderModule(pl.LightningModule):
             "median_log10_density": {n: float(v.mean()) if v.size else None for n, v in densities.items()},
         }
         self._write_outputs(relative_L, results, classes, densities)
+
+    def _log_scalars(self, scalars: dict[str, float]) -> None:
+        """At the optimizer step the crosscoder was evaluated at (the step of its histograms and images);
+        also in ``trainer.callback_metrics``."""
+        writer = getattr(self.logger, "experiment", None) if self.logger is not None else None
+        for tag, value in scalars.items():
+            self.log(tag, value, logger=writer is None or not hasattr(writer, "add_scalar"))
+            if writer is not None and hasattr(writer, "add_scalar"):
+                writer.add_scalar(tag, value, global_step=self.global_step)
 
     def _write_outputs(self, relative_L, results, classes, densities) -> None:
         folder = run_folder(self.trainer, self.hparams.output_dir)
