@@ -181,7 +181,8 @@ class ActivationCache:
         sites = [self.site(name) for name in site_names]
         widths = {site.width for site in sites}
         if len(widths) != 1:
-            raise UserInputError(f"sites {site_names} have different widths {sorted(widths)}: a crosscoder needs equal widths")
+            raise UserInputError(f"sites {site_names} have different widths {sorted(widths)}: a crosscoder needs "
+                                 "equal widths")
         slices = [slice(site.offset, site.offset + site.width) for site in sites]
         return self.raw_rows(index_T, slices).float().view(index_T.numel(), len(sites), widths.pop())
 

@@ -51,7 +51,8 @@ def capture_sites(model: MoETransformer, sites: list[str], out: dict[str, torch.
         if kind == "resid_pre":
             handles.append(block.register_forward_pre_hook(lambda m, args, s=site: out.__setitem__(s, args[0])))
         elif kind == "resid_mid":
-            handles.append(block.mlp_norm.register_forward_pre_hook(lambda m, args, s=site: out.__setitem__(s, args[0])))
+            handles.append(block.mlp_norm.register_forward_pre_hook(
+                lambda m, args, s=site: out.__setitem__(s, args[0])))
         else:
             handles.append(block.register_forward_hook(lambda m, args, output, s=site: out.__setitem__(s, output[0])))
     try:

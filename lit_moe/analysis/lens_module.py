@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 import lightning.pytorch as pl
-import torch
 
 from lit_moe.analysis.lens import VARIANTS, lens_forward, restrict_to_top_m, sequence_nll
 from lit_moe.analysis.lens_report import LensAccumulator, write_tables
@@ -58,7 +57,8 @@ class MoELensModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         names = getattr(datamodule, "domain_names", None)
         if names is None:
-            raise UserInputError("the MoE Lens needs data: lit_moe.analysis.DomainDataModule (one test loader per domain)")
+            raise UserInputError("the MoE Lens needs data: lit_moe.analysis.DomainDataModule (one test loader per "
+                                 "domain)")
         return list(names)
 
     def on_test_start(self) -> None:
@@ -70,8 +70,9 @@ class MoELensModule(pl.LightningModule):
             raise UserInputError("the MoE Lens runs on one device: set trainer.devices=1")
         vocab = getattr(self.trainer.datamodule, "vocab_size", None)
         if vocab is not None and vocab > self.model.config.vocab_size:
-            raise UserInputError(f"the domains' tokenizer has {vocab} tokens but the model only {self.model.config.vocab_size}:"
-                                 " set data.tokenizer to the tokenizer the model was trained with")
+            raise UserInputError(f"the domains' tokenizer has {vocab} tokens but the model only "
+                                 f"{self.model.config.vocab_size}: set data.tokenizer to the tokenizer the model was "
+                                 "trained with")
         first = next(iter(layers.values()))
         self.top_k = max(layer.top_k for layer in layers.values())
         self.accumulator = LensAccumulator(sorted(layers), first.num_experts, self.top_k)

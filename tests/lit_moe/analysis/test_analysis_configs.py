@@ -57,7 +57,8 @@ def test_harvest_and_crosscoder_configs_train_and_write_dashboards(pair_checkpoi
     models = "{dense: %s, moe: %s}" % (checkpoints["dense"], checkpoints["moe"])
     main(["predict", "--config", str(ANALYSIS / "harvest.yaml"), "--model.models", models,
           "--model.sites", "{dense: [resid_post.1], moe: [resid_post.1]}", "--model.cache_dir", str(cache),
-          "--data.seq_len", "32", "--data.tokens_per_domain", "2048", "--data.batch_size", "16"])
+          "--trainer.default_root_dir", str(root), "--data.seq_len", "32", "--data.tokens_per_domain", "2048",
+          "--data.batch_size", "16"])
     assert (cache / "meta.json").is_file() and len(list(cache.glob("shard_*.bin"))) == 8
     cli = main(["fit", "--config", str(ANALYSIS / "crosscoder.yaml"), "--data.cache_dir", str(cache),
                 "--data.sites", "[dense/resid_post.1, moe/resid_post.1]", "--data.batch_size", "256",

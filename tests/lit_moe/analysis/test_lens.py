@@ -111,7 +111,8 @@ def test_planted_router_gives_expected_shares_and_coverage():
     model = _planted_model(num_experts=6, top_k=2, expert_of_token=expert_of_token)
     generator = torch.Generator().manual_seed(0)
     # domain "mono": 90% of tokens route first to expert 4; domain "mixed": tokens spread over experts 0-2
-    mono_BS = torch.where(torch.rand(4, 50, generator=generator) < 0.9, 4, torch.randint(0, 3, (4, 50), generator=generator))
+    mono_BS = torch.where(torch.rand(4, 50, generator=generator) < 0.9, 4,
+                          torch.randint(0, 3, (4, 50), generator=generator))
     mixed_BS = torch.randint(0, 3, (4, 50), generator=generator)
     report = _lens_report(model, {"mono": mono_BS, "mixed": mixed_BS})
     first_expert_T = expert_of_token[mono_BS.reshape(-1)]
