@@ -86,6 +86,9 @@ class ActivationCacheDataModule(pl.LightningDataModule):
         positions_S = torch.arange(meta.seq_len)
         rows_NS = torch.arange(meta.num_sequences).unsqueeze(1) * meta.seq_len + positions_S
         self.train_rows, self.val_rows = rows_NS[~is_val_N].reshape(-1), rows_NS[is_val_N].reshape(-1)
+        if self.val_rows.numel() == 0:
+            raise UserInputError(f"the cache has {meta.num_sequences} sequences, too few to hold out every {every}-th "
+                                 "for validation: harvest more tokens or raise val_fraction")
         if self.train_rows.numel() < self.batch_size:
             raise UserInputError(f"the cache has {self.train_rows.numel()} training tokens, fewer than one batch of "
                                  f"{self.batch_size}: harvest more tokens or lower batch_size")

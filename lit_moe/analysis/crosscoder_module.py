@@ -90,6 +90,9 @@ class CrosscoderModule(pl.LightningModule):
         if self.crosscoder is not None:
             return
         datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "sites"):
+            raise UserInputError("the crosscoder trains on a harvested cache: use data: "
+                                 "lit_moe.analysis.ActivationCacheDataModule")
         datamodule.setup("fit")
         self.site_names = list(datamodule.sites)
         self.model_names = [site.split("/")[0] for site in self.site_names]

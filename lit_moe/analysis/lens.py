@@ -153,7 +153,9 @@ def lens_forward(model: MoETransformer, tokens_BS: torch.Tensor, keep_hidden: bo
                 for renormalise in (False, True)])
             full_TD = hidden_RMTD[0, top_k - 1]
             cos_RMT = F.cosine_similarity(hidden_RMTD.float(), full_TD.float().expand_as(hidden_RMTD), dim=-1)
-            top1_RMT = model.lm_head(model.final_norm(hidden_RMTD)).argmax(-1)
+            # one [T, V] logit-lens decode at a time (a real vocabulary makes [R, M, T, V] large)
+            top1_RMT = torch.stack([torch.stack([model.lm_head(model.final_norm(hidden_TD)).argmax(-1)
+                                                 for hidden_TD in hidden_MTD]) for hidden_MTD in hidden_RMTD])
             records[index] = LayerLens(terms.expert_idx_TK, hidden_RMTD if keep_hidden else hidden_RMTD[:0],
                                        cos_RMT, top1_RMT)
         return hook
