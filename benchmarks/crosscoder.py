@@ -22,7 +22,7 @@ dictionary-learning 0.1.0 imports nnsight in its package ``__init__`` (which pul
 CUDA torch); it is installed with ``--no-deps`` and its trainer modules are loaded without that
 ``__init__`` (see ``load_peer``).
 
-Usage:  python benchmarks/crosscoder.py [--rounds 5] [--harvest-sequences 16]
+Usage:  python benchmarks/crosscoder.py [--rounds 5] [--harvest-sequences 16] [--threads 1]
 """
 
 from __future__ import annotations
@@ -158,7 +158,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--dict-size", type=int, default=8192)
     parser.add_argument("-k", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads (default: torch's); 1 when other jobs share the cores")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
     models = pair_models(256)

@@ -53,6 +53,8 @@ class CrosscoderEvaluation:
         self.sum_sq_M = torch.zeros(num_models, dtype=torch.float64)
         self.active_L = torch.zeros(dict_size, dtype=torch.float64)
         self.tracked_F = tracked_features.long()
+        self.slot_of_L = torch.full((dict_size,), -1, dtype=torch.long)
+        self.slot_of_L[self.tracked_F] = torch.arange(self.tracked_F.numel())
         self.top_values_Fn = torch.full((self.tracked_F.numel(), contexts_per_feature), -1.0)
         self.top_rows_Fn = torch.full((self.tracked_F.numel(), contexts_per_feature), -1, dtype=torch.long)
 
@@ -66,7 +68,10 @@ class CrosscoderEvaluation:
         cols_N, values_N = codes.cols_N.cpu(), codes.values_N.detach().float().cpu()
         self.active_L += torch.bincount(cols_N[values_N > 0], minlength=self.active_L.numel()).double()
         if self.tracked_F.numel():
-            dense_BF = codes.dense().detach().float().cpu()[:, self.tracked_F]
+            slot_N = self.slot_of_L[cols_N]
+            keep_N = slot_N >= 0
+            dense_BF = torch.zeros(codes.batch, self.tracked_F.numel())
+            dense_BF[codes.rows_N.cpu()[keep_N], slot_N[keep_N]] = values_N[keep_N]
             values_Fx = torch.cat([self.top_values_Fn, dense_BF.t()], dim=1)
             rows_Fx = torch.cat([self.top_rows_Fn, rows_B.cpu().expand(self.tracked_F.numel(), -1)], dim=1)
             top = values_Fx.topk(self.top_values_Fn.shape[1], dim=1)

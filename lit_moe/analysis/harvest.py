@@ -128,12 +128,13 @@ class ActivationHarvestModule(pl.LightningModule):
                             len(tokens_NS), datamodule.batch_size, datamodule.tokenizer_spec, datamodule.domain_names)
         self.writer = ActivationCacheWriter(self.cache_dir, meta, tokens_NS, domains_N)
 
-    def predict_step(self, batch, batch_idx: int) -> None:
+    def predict_step(self, batch, batch_idx: int) -> int:
+        """Writes shard ``batch_idx`` (unless an earlier, interrupted run did) and returns its index."""
         if self.writer.has_shard(batch_idx):
-            return None  # written by an earlier (interrupted) run
+            return batch_idx  # written by an earlier (interrupted) run: the models do not run
         (sequences_BL,) = batch
         values_TC = harvest_batch(dict(self.models.items()), self.sites, sequences_BL[:, :-1],
                                   torch.bfloat16 if self.dtype_name == "bfloat16" else torch.float16)
         self.writer.write_shard(batch_idx, values_TC)
         self.shards_written += 1
-        return None
+        return batch_idx

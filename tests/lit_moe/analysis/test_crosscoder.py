@@ -154,3 +154,28 @@ def test_crosscoder_recovers_planted_shared_and_model_specific_features():
     results = evaluation.results()
     assert float(results["fve_M"].min()) > 0.95
     assert 1.5 < float(results["l0"]) < 6.0
+
+
+def test_evaluation_tracks_the_top_activations_of_sampled_features_and_densities():
+    torch.manual_seed(3)
+    crosscoder = BatchTopKCrosscoder(2, 8, 40, k=4, num_shared=4)
+    tracked_F = torch.tensor([0, 5, 17, 39])
+    evaluation = CrosscoderEvaluation(2, 8, 40, tracked_F, contexts_per_feature=3)
+    all_codes_BL, all_rows = [], []
+    with torch.no_grad():
+        for batch in range(4):
+            a_BMD = torch.randn(30, 2, 8)
+            recon_BMD, codes = crosscoder(a_BMD)
+            rows_B = torch.arange(30) + 100 * batch
+            evaluation.update(a_BMD, recon_BMD, codes, rows_B)
+            all_codes_BL.append(codes.dense())
+            all_rows.append(rows_B)
+    codes_TL, rows_T = torch.cat(all_codes_BL), torch.cat(all_rows)
+    top = codes_TL[:, tracked_F].t().topk(3, dim=1)
+    torch.testing.assert_close(evaluation.top_values_Fn, top.values)
+    active_F = top.values > 0
+    assert torch.equal(evaluation.top_rows_Fn[active_F], rows_T[top.indices][active_F])
+    results = evaluation.results()
+    torch.testing.assert_close(results["density_L"], (codes_TL > 0).double().mean(0))
+    assert float(results["l0"]) == pytest.approx(4.0)  # BatchTopK: exactly k per token on average
+    assert float(results["dead_fraction"]) == pytest.approx(float((codes_TL.sum(0) == 0).double().mean()))
