@@ -8,7 +8,9 @@ Shape legend: B batch (tokens), M models, D width per model, L dictionary size.
    training) run on the built-in corpus. One shard = ``--harvest-sequences`` x 256 tokens. Timed:
    ``harvest_batch`` + ``ActivationCacheWriter.write_shard`` (hooks, bf16 cast, write, fsync) vs
    ``model_a(tokens); model_b(tokens)`` under ``torch.no_grad``. Target: harvest >= 0.8x the bare
-   forward's tokens/s.
+   forward's tokens/s. The harvest stops each forward once its deepest site (here resid_post.2 of 4
+   blocks) is stored; ``--full-forward-sites`` harvests resid_post.3 instead (the last block), which
+   runs every block (only the unembedding is skipped).
 2. Crosscoder step on the harvested activations (B = 4096 tokens, D = 256 per model, L = 8192, k = 64):
    our ``BatchTopKCrosscoder`` (forward, MSE + auxiliary loss, backward, gradient clipping, Adam) vs
    ``dictionary_learning.trainers.BatchTopKTrainer.update`` (its full step: forward, loss, backward,
@@ -86,11 +88,12 @@ def round_robin(functions: dict, rounds: int, warmup: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def bench_harvest(models, folder: str, sequences: int, rounds: int) -> tuple[dict[str, float], ActivationCache]:
+def bench_harvest(models, folder: str, sequences: int, rounds: int, site: str
+                  ) -> tuple[dict[str, float], ActivationCache]:
     data = DomainDataModule(builtin=["docs", "code"], tokens_per_domain=4 * sequences * 256, seq_len=256,
                             batch_size=sequences)
     tokens_NS = torch.cat(list(data.sequences.values()))[:, :-1]
-    sites = {"dense": ["resid_post.2"], "moe": ["resid_post.2"]}
+    sites = {"dense": [site], "moe": [site]}
     meta = harvest_meta({"dense": "random", "moe": "random"}, sites, {"dense": 256, "moe": 256}, "bfloat16", 256,
                         len(tokens_NS), sequences, "byte", data.domain_names)
     writer = ActivationCacheWriter(folder, meta, tokens_NS, torch.zeros(len(tokens_NS)))
@@ -116,10 +119,11 @@ def bench_harvest(models, folder: str, sequences: int, rounds: int) -> tuple[dic
     return times, ActivationCache(folder)
 
 
-def bench_crosscoder(cache: ActivationCache, batch: int, dict_size: int, k: int, rounds: int) -> dict[str, float]:
+def bench_crosscoder(cache: ActivationCache, site: str, batch: int, dict_size: int, k: int, rounds: int
+                     ) -> dict[str, float]:
     trainer_class = load_peer()
     rows = torch.randperm(len(cache), generator=torch.Generator().manual_seed(0))[:batch].sort().values
-    a_BMD = cache.activations(rows, ["dense/resid_post.2", "moe/resid_post.2"])
+    a_BMD = cache.activations(rows, [f"dense/{site}", f"moe/{site}"])
     a_BMD = a_BMD * (a_BMD.shape[-1] / a_BMD.pow(2).sum(-1).mean(0)).sqrt().view(1, -1, 1)  # E||a||^2 = D
     torch.manual_seed(0)
     crosscoder = BatchTopKCrosscoder(2, a_BMD.shape[-1], dict_size, k, num_shared=dict_size // 16)
@@ -158,6 +162,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--dict-size", type=int, default=8192)
     parser.add_argument("-k", type=int, default=64)
+    parser.add_argument("--harvest-rounds", type=int, default=9)
+    parser.add_argument("--full-forward-sites", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads (default: torch's); 1 when other jobs share the cores")
     args = parser.parse_args()
@@ -167,14 +173,16 @@ def main() -> None:
           f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32")
     models = pair_models(256)
     with tempfile.TemporaryDirectory() as folder:
-        harvest_times, cache = bench_harvest(models, folder, args.harvest_sequences, args.rounds)
+        site = "resid_post.3" if args.full_forward_sites else "resid_post.2"
+        harvest_times, cache = bench_harvest(models, folder, args.harvest_sequences, args.harvest_rounds, site)
         tokens = args.harvest_sequences * 256
-        print(f"\nHarvest of 2 models (d=256, 4 layers), {tokens} tokens per shard, median of {args.rounds} rounds")
+        print(f"\nHarvest of 2 models (d=256, 4 layers) at {site}, {tokens} tokens per shard, median of "
+              f"{args.harvest_rounds} rounds")
         for name, seconds in harvest_times.items():
             print(f"  {name:<14} {seconds * 1e3:9.1f} ms  {tokens / seconds:10.0f} tokens/s")
         ratio = harvest_times["bare forward"] / harvest_times["harvest"]
         print(f"  harvest / bare forward throughput: {ratio:.3f}x (target >= 0.8)")
-        step_times = bench_crosscoder(cache, args.batch, args.dict_size, args.k, args.rounds)
+        step_times = bench_crosscoder(cache, site, args.batch, args.dict_size, args.k, args.rounds)
     print(f"\nTraining step, batch {args.batch}, D=256 per model, dictionary {args.dict_size}, k={args.k}, "
           f"median of {args.rounds} rounds")
     ours = step_times.pop("crosscoder (2 models)")

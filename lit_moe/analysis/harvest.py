@@ -6,7 +6,8 @@ Shape legend: B sequences in a batch (= one shard), S positions, D model width, 
 
 Sites (per model): ``resid_pre.<i>`` (input of block i), ``resid_mid.<i>`` (after block i's
 attention, the input of its MLP/MoE sub-layer), ``resid_post.<i>`` (output of block i).
-Each predict batch is one shard; a shard already on disk is skipped without running the models,
+The forward stops as soon as the deepest requested site is stored (later blocks and the unembedding
+are not needed). Each predict batch is one shard; a shard already on disk is skipped without running the models,
 so re-running the same command resumes an interrupted harvest.
 """
 
@@ -41,20 +42,32 @@ def check_site(model: MoETransformer, site: str, model_name: str) -> tuple[str, 
     return kind, index
 
 
+class SitesCaptured(Exception):
+    """Raised by the last capture hook to end a forward pass early (caught by ``harvest_batch``)."""
+
+
 @contextlib.contextmanager
-def capture_sites(model: MoETransformer, sites: list[str], out: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Forward hooks that store the residual stream at ``sites`` into ``out`` (by site name)."""
+def capture_sites(model: MoETransformer, sites: list[str], out: dict[str, torch.Tensor],
+                  stop_when_done: bool = False) -> Iterator[None]:
+    """Forward hooks that store the residual stream at ``sites`` into ``out`` (by site name); with
+    ``stop_when_done`` the hook that stores the last missing site raises ``SitesCaptured``."""
+    wanted = set(sites)
+
+    def store(site: str, value: torch.Tensor) -> None:
+        out[site] = value
+        if stop_when_done and wanted <= out.keys():
+            raise SitesCaptured
+
     handles = []
     for site in sites:
         kind, index = check_site(model, site, "?")
         block = model.blocks[index]
         if kind == "resid_pre":
-            handles.append(block.register_forward_pre_hook(lambda m, args, s=site: out.__setitem__(s, args[0])))
+            handles.append(block.register_forward_pre_hook(lambda m, args, s=site: store(s, args[0])))
         elif kind == "resid_mid":
-            handles.append(block.mlp_norm.register_forward_pre_hook(
-                lambda m, args, s=site: out.__setitem__(s, args[0])))
+            handles.append(block.mlp_norm.register_forward_pre_hook(lambda m, args, s=site: store(s, args[0])))
         else:
-            handles.append(block.register_forward_hook(lambda m, args, output, s=site: out.__setitem__(s, output[0])))
+            handles.append(block.register_forward_hook(lambda m, args, output, s=site: store(s, output[0])))
     try:
         yield
     finally:
@@ -68,8 +81,11 @@ def harvest_batch(models: dict[str, MoETransformer], sites: dict[str, list[str]]
     columns = []
     for name, model in models.items():
         captured: dict[str, torch.Tensor] = {}
-        with capture_sites(model, sites[name], captured):
-            model(tokens_BS)
+        with capture_sites(model, sites[name], captured, stop_when_done=True):
+            try:
+                model(tokens_BS)
+            except SitesCaptured:
+                pass
         columns += [captured[site].reshape(tokens_BS.numel(), -1).to(dtype) for site in sites[name]]
     return torch.cat(columns, dim=1)
 
