@@ -35,6 +35,8 @@ TAGS = {
     "cv": "moe/layer{layer}/cv",
 }
 LAYER_METRICS = ("fidelity", "max_load", "cv")
+# Written once at step 0 of every version by TensorBoardLogger.log_hyperparams; not a training metric.
+IGNORED_TAGS = ("hp_metric",)
 # Metrics measured only every N steps but logged every ``log_every_n_steps``: Lightning writes the last
 # measured value again at log steps without a new measurement, so an exact repeat of the previous
 # point is dropped (each measurement counts once in a mean).
@@ -59,7 +61,8 @@ def read_scalars(run_dir: Path) -> dict[str, Curve]:
         events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 1, "images": 1,
                                                               "tensors": 1, "compressedHistograms": 1})
         events.Reload()
-        scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+        scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+                   if tag not in IGNORED_TAGS}
         if scalars:
             accumulators.append((events.FirstEventTimestamp(), scalars))
     merged: dict[str, Curve] = {}
@@ -131,6 +134,7 @@ class RunResult:
     val_ppl: Curve
     layers: dict[str, dict[int, float]]  # metric -> layer -> mean over the run's points
     wall_s: Optional[float]
+    cpu_s: Optional[float]
     target_loss: Optional[float]
 
     @property
@@ -175,10 +179,11 @@ def load_run(study: Study, cell: str, seed: int) -> RunResult:
                 layers.setdefault(metric, {})[int(match.group(1))] = statistics.fmean(v for _, v in kept)
         layers[metric] = dict(sorted(layers.get(metric, {}).items()))
     marker = run_dir / FINISHED
-    wall = json.loads(marker.read_text()).get("wall_s") if marker.is_file() else None
+    finished = json.loads(marker.read_text()) if marker.is_file() else {}
     return RunResult(cell=cell, seed=seed, tokens_per_step=tokens_per_step(resolved_config(run_dir)),
                      val_loss=scalars.get(TAGS["val_loss"], []), val_ppl=scalars.get(TAGS["val_ppl"], []),
-                     layers=layers, wall_s=wall, target_loss=study.target_loss)
+                     layers=layers, wall_s=finished.get("wall_s"), cpu_s=finished.get("cpu_s"),
+                     target_loss=study.target_loss)
 
 
 @dataclass
@@ -221,6 +226,7 @@ RUN_FIELDS = {
     "max_load": lambda r: r.layer_mean("max_load"),
     "cv": lambda r: r.layer_mean("cv"),
     "wall_s": lambda r: r.wall_s,
+    "cpu_s": lambda r: r.cpu_s,
 }
 
 
@@ -317,6 +323,15 @@ def _write_curves_csv(path: Path, results: Sequence[RunResult]) -> None:
                                  _csv(ppl.get(step))])
 
 
+def results_of(cells: dict[str, list[RunResult]]) -> list[RunResult]:
+    return [r for runs in cells.values() for r in runs]
+
+
+def _hours(seconds: Sequence[Optional[float]]) -> str:
+    known = [s for s in seconds if s is not None]
+    return f"{sum(known) / 3600:.2f} h" if known else "–"
+
+
 def _column_order(name: str) -> tuple:
     base, _, layer = name.partition("_L")
     order = list(RUN_FIELDS) + list(LAYER_METRICS)
@@ -336,15 +351,16 @@ def _markdown(study: Study, cells: dict[str, list[RunResult]], summaries: dict[s
     lines = [f"# Study `{study.name}`", "",
              f"{total - len(pending)} of {total} runs finished ({len(study.cells)} cells x {len(study.seeds)} seeds "
              f"{list(study.seeds)}, {study.steps} steps each); report written {time.strftime('%Y-%m-%d %H:%M %Z')} "
-             f"from `{study.root}`.", "",
+             f"from `{study.root}`. Summed over the finished runs: {_hours([r.wall_s for r in results_of(cells)])} "
+             f"wall, {_hours([r.cpu_s for r in results_of(cells)])} CPU (user + system).", "",
              "Mean ± sample std over the finished seeds (`n` of them). Fidelity: mean over logged steps of "
              "`moe/layer{i}/grad_fidelity_cos` (each measurement once), per layer, then over layers; load: the same "
              "for `max_load` and `cv`. "
              f"Tokens to target: tokens until val/loss first ≤ {target} (validation points only; `k/n` seeds "
              "reached it).", "",
              "| cell | n | final val/loss | best val/loss | final val/ppl | best val/ppl | Mtokens to target "
-             "| fidelity per layer | fidelity | max_load | cv | wall s/run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| fidelity per layer | fidelity | max_load | cv | wall s/run | CPU s/run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell, stats in summaries.items():
         n = len(cells[cell])
         layers = sorted(k for k in stats if k.startswith("fidelity_L"))
@@ -354,9 +370,9 @@ def _markdown(study: Study, cells: dict[str, list[RunResult]], summaries: dict[s
         lines.append(f"| `{cell}` | {n} | {stats['final_val_loss'].text(4)} | {stats['best_val_loss'].text(4)} | "
                      f"{stats['final_val_ppl'].text(3)} | {stats['best_val_ppl'].text(3)} | {tokens} | {per_layer} | "
                      f"{stats['fidelity'].text(3)} | {stats['max_load'].text(3)} | {stats['cv'].text(3)} | "
-                     f"{stats['wall_s'].text(0)} |")
+                     f"{stats['wall_s'].text(0)} | {stats['cpu_s'].text(0)} |")
     if not summaries:
-        lines.append("| (no finished runs yet) | | | | | | | | | | | |")
+        lines.append("| (no finished runs yet) | | | | | | | | | | | | |")
     lines.append("")
     for name in ("val_loss", "val_ppl", "val_loss_cells", "val_ppl_cells"):
         if name in paths:

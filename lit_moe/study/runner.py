@@ -39,14 +39,16 @@ class Attempt:
     Args:
         run: ``<cell>/seed<S>``.
         resumed_from: The checkpoint passed as ``--ckpt_path`` (None: from scratch).
-        returncode: The subprocess's exit code.
+        returncode: The subprocess's exit code (negative: killed by that signal).
         wall_s: Its wall-clock time.
+        cpu_s: Its user + system CPU time (with its own waited-for children), from ``wait4``.
     """
 
     run: str
     resumed_from: Optional[str]
     returncode: int
     wall_s: float
+    cpu_s: float
 
     @property
     def finished(self) -> bool:
@@ -141,6 +143,17 @@ class _Live:
     log: object
     resumed_from: Optional[Path]
     started: float
+    signalled: bool = False
+    cpu_s: float = 0.0
+
+    def reap(self) -> bool:
+        """True once the process has exited (its exit code and CPU time recorded)."""
+        pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+        if pid == 0:
+            return False
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu_s = usage.ru_utime + usage.ru_stime
+        return True
 
 
 class StudyRunner:
@@ -190,8 +203,10 @@ class StudyRunner:
             while queue or self._live:
                 while queue and len(self._live) < self.parallel and self._stop_signal is None:
                     self._launch(queue.pop(0))
+                if self._stop_signal is not None:
+                    self._forward_stop()
                 time.sleep(0.2)
-                for live in [lv for lv in self._live if lv.process.poll() is not None]:
+                for live in [lv for lv in self._live if lv.reap()]:
                     attempt = self._finish(live)
                     attempts.append(attempt)
                     if attempt.returncode == USER_ERROR_EXIT and queue:
@@ -207,11 +222,14 @@ class StudyRunner:
         return attempts
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        self._stop_signal = signum
-        forwarded = signal.SIGUSR1 if signum == signal.SIGUSR1 else signal.SIGTERM
+        self._stop_signal = signum  # acted on by the loop, so a run launched meanwhile is told as well
+
+    def _forward_stop(self) -> None:
+        forwarded = signal.SIGUSR1 if self._stop_signal == signal.SIGUSR1 else signal.SIGTERM
         for live in self._live:
-            if live.process.poll() is None:
+            if not live.signalled:
                 live.process.send_signal(forwarded)
+                live.signalled = True
 
     def _launch(self, run: Run) -> None:
         run_dir = self.study.run_dir(run)
@@ -240,7 +258,7 @@ class StudyRunner:
         live.log.close()
         run_dir = self.study.run_dir(live.run)
         attempt = Attempt(live.run.key, None if live.resumed_from is None else str(live.resumed_from),
-                          live.process.returncode, round(time.monotonic() - live.started, 2))
+                          live.process.returncode, round(time.monotonic() - live.started, 2), round(live.cpu_s, 2))
         with open(run_dir / ATTEMPTS, "a") as file:
             file.write(json.dumps({**attempt.__dict__, "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
         if attempt.finished:
@@ -248,10 +266,11 @@ class StudyRunner:
             marker = {"run": live.run.key, "cell": live.run.cell.name, "seed": live.run.seed,
                       "steps": self.study.steps, "attempts": len(history),
                       "wall_s": round(sum(a["wall_s"] for a in history), 2),
+                      "cpu_s": round(sum(a.get("cpu_s", 0.0) for a in history), 2),
                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": os.uname().nodename,
                       "threads": self.threads}
             (run_dir / FINISHED).write_text(json.dumps(marker, indent=1) + "\n")
-            self._say(f"done   {live.run.key} in {attempt.wall_s:.0f} s")
+            self._say(f"done   {live.run.key} in {attempt.wall_s:.0f} s ({attempt.cpu_s:.0f} s CPU)")
         else:
             what = "preempted (resumes on rerun)" if attempt.returncode == PREEMPTED_EXIT else "FAILED"
             self._say(f"{what} {live.run.key}: exit {attempt.returncode}; {_last_error(run_dir / RUN_LOG)}")
