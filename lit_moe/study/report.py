@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lit_moe.errors import UserInputError
 from lit_moe.study.runner import FINISHED, is_finished
 from lit_moe.study.spec import Study
 
@@ -260,7 +261,11 @@ def cell_stats(runs: Sequence[RunResult]) -> dict[str, Stat]:
 def write_report(study: Study, out_dir: Optional[Path] = None) -> dict[str, Path]:
     """Write ``report.md``, ``cells.csv``, ``runs.csv``, ``curves.csv`` and the plots to ``out_dir``
     (default ``<root>/report``); returns the written paths by name."""
-    from lit_moe.study.plots import cell_panels_figure, seed_band_figure
+    try:
+        from lit_moe.study.plots import cell_panels_figure, seed_band_figure
+    except ImportError as error:
+        raise UserInputError(f"the report's plots need matplotlib ({error}); install it: pip install matplotlib "
+                             f"(it is in the project's [dev] and [video] extras)") from None
 
     out_dir = Path(out_dir) if out_dir is not None else study.root / "report"
     out_dir.mkdir(parents=True, exist_ok=True)

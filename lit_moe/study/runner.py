@@ -143,7 +143,7 @@ class _Live:
     log: object
     resumed_from: Optional[Path]
     started: float
-    signalled: bool = False
+    signalled: str = ""  # "", "stop" (SIGTERM / SIGUSR1 sent) or "killed"
     cpu_s: float = 0.0
 
     def reap(self) -> bool:
@@ -182,14 +182,16 @@ class StudyRunner:
         self.echo = echo
         self._live: list[_Live] = []
         self._stop_signal: Optional[int] = None
+        self._signals_received = 0
 
     def pending(self, runs: Sequence[Run]) -> list[Run]:
         return [run for run in runs if not is_finished(self.study, run)]
 
     def run(self, only: Sequence[str] = ()) -> list[Attempt]:
         """Launch every unfinished selected run; returns this call's attempts (finished runs are not launched).
-        A bad-config exit (code 2) stops new launches; a signal to the runner is forwarded to the runs (which
-        save ``last.ckpt`` and exit), then it raises ``SystemExit(143)`` so a later call resumes them."""
+        A bad-config exit (code 2) stops new launches. SIGTERM / SIGINT / SIGUSR1 to the runner stop new
+        launches and are forwarded to the runs (SIGTERM, or SIGUSR1), which save ``last.ckpt`` and exit; a
+        second signal kills them. Then it raises ``SystemExit(143)``; a later call resumes them."""
         runs = select_runs(self.study, only)
         check_root(self.study, runs)
         queue = self.pending(runs)
@@ -222,14 +224,19 @@ class StudyRunner:
         return attempts
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        self._stop_signal = signum  # acted on by the loop, so a run launched meanwhile is told as well
+        # Acted on by the loop (so a run launched meanwhile is told as well); a second signal means "now".
+        self._signals_received += 1
+        self._stop_signal = signum
 
     def _forward_stop(self) -> None:
         forwarded = signal.SIGUSR1 if self._stop_signal == signal.SIGUSR1 else signal.SIGTERM
         for live in self._live:
-            if not live.signalled:
+            if self._signals_received >= 2 and live.signalled != "killed":
+                live.process.kill()  # loses the steps since the run's last checkpoint
+                live.signalled = "killed"
+            elif not live.signalled:
                 live.process.send_signal(forwarded)
-                live.signalled = True
+                live.signalled = "stop"
 
     def _launch(self, run: Run) -> None:
         run_dir = self.study.run_dir(run)

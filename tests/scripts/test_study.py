@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_moe.errors import UserInputError
-from lit_moe.study.report import read_scalars, write_report
+from lit_moe.study.report import read_scalars, tokens_per_step, write_report
 from lit_moe.study.runner import FINISHED, StudyRunner, cell_fingerprint, check_root, command, newest_checkpoint
 from lit_moe.study.slurm import write_slurm_script
 from lit_moe.study.spec import load_study
@@ -122,6 +125,16 @@ def test_resumed_versions_are_joined_later_version_winning(tmp_path):
     assert read_scalars(run_dir)["val/loss"] == [(s, float(s)) for s in range(5)] + [(s, 10.0 + s) for s in range(5, 10)]
 
 
+def test_tokens_per_step_multiplies_batch_sequence_accumulation_and_devices():
+    config = {"data": {"init_args": {"batch_size": 8, "seq_len": 256}},
+              "trainer": {"accumulate_grad_batches": 4, "devices": 2, "num_nodes": 3}}
+    assert tokens_per_step(config) == 8 * 256 * 4 * 2 * 3
+    config["trainer"] = {"devices": [0, 1]}
+    assert tokens_per_step(config) == 8 * 256 * 2
+    config["trainer"] = {"devices": "auto", "accelerator": "gpu"}
+    assert tokens_per_step(config) is None  # not knowable from the file: the report says so instead of guessing
+
+
 def independent_scalars(run_dir: Path) -> dict[str, dict[int, float]]:
     """Each tag as step -> value over the run's TensorBoard versions in order, a later version overwriting."""
     merged: dict[str, dict[int, float]] = {}
@@ -142,7 +155,7 @@ def test_study_runs_each_cell_once_resumes_a_killed_run_and_reports_the_event_va
     # A study stopped while default/seed1 was running: SIGTERM during its 4th step (it checkpoints and exits 143).
     preempt = ["--trainer.callbacks+=tests.scripts.helpers.SigtermAtStep", "--trainer.callbacks.step", "3"]
     partial = subprocess.Popen(command(study, killed, extra=preempt), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     first = StudyRunner(study, parallel=2, echo=False).run(only=["topk"])
     assert partial.wait(timeout=300) == 143, partial.stderr.read()
     assert sorted(a.run for a in first) == ["topk/seed1", "topk/seed2"] and all(a.finished for a in first)
@@ -211,3 +224,29 @@ def test_script_reports_bad_input_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/study.py"), "run", str(tmp_path / "nope.yaml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.startswith("error: study file") and result.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_runner_makes_its_runs_checkpoint_and_exit_143(tmp_path):
+    script = [sys.executable, str(REPO_ROOT / "scripts/study.py"), "run", str(SMOKE), "--root", str(tmp_path),
+              "--steps", "400", "--only", "topk/seed1"]
+    runner = subprocess.Popen(script, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = tmp_path / "topk" / "seed1"
+    try:
+        first_size = None  # the event file grows with the first step's scalars: training (and its SIGTERM handler) runs
+        for _ in range(1800):
+            events = list(run_dir.glob("version_0/events.out.tfevents.*"))
+            size = events[0].stat().st_size if events else None
+            if runner.poll() is not None or (first_size is not None and size > first_size):
+                break
+            first_size = first_size or size
+            time.sleep(0.1)
+        runner.send_signal(signal.SIGTERM)
+        output, _ = runner.communicate(timeout=180)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 143, output
+    attempt = json.loads((run_dir / "attempts.jsonl").read_text())
+    assert attempt["returncode"] == 143 and "preempted (resumes on rerun) topk/seed1" in output
+    assert newest_checkpoint(run_dir) is not None and not (run_dir / FINISHED).exists()
