@@ -37,7 +37,7 @@ def _draw(ax: Axes, curves: Sequence[Curve], tokens_per_step: Optional[int], lab
 
     x = [x_of(s) for s in steps]
     n = len([c for c in curves if c])
-    ax.plot(x, means, color=color, label=f"{label} (n={n})", linewidth=1.6)
+    ax.plot(x, means, color=color, label=f"{label} (n={n})", linewidth=1.6, marker="o", markersize=2.5)
     if stds[0] is not None:
         ax.fill_between(x, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                         color=color, alpha=0.25, linewidth=0)

@@ -328,6 +328,14 @@ def _write_curves_csv(path: Path, results: Sequence[RunResult]) -> None:
                                  _csv(ppl.get(step))])
 
 
+def _tokens_text(tokens: Stat) -> str:
+    """Token counts in M or k, whichever reads best for the mean."""
+    if tokens.mean is None:
+        return "–"
+    scale, unit = (1e6, "M") if tokens.mean >= 1e6 else (1e3, "k") if tokens.mean >= 1e3 else (1.0, "")
+    return tokens.text(2 if unit else 0, scale) + unit
+
+
 def results_of(cells: dict[str, list[RunResult]]) -> list[RunResult]:
     return [r for runs in cells.values() for r in runs]
 
@@ -354,7 +362,7 @@ def _markdown(study: Study, cells: dict[str, list[RunResult]], summaries: dict[s
     total = len(study.runs())
     target = "–" if study.target_loss is None else f"{study.target_loss:g}"
     lines = [f"# Study `{study.name}`", "",
-             f"{total - len(pending)} of {total} runs finished ({len(study.cells)} cells x {len(study.seeds)} seeds "
+             f"{total - len(pending)} of {total} runs finished ({len(study.cells)} cells x {len(study.seeds)} seed{'s' if len(study.seeds) != 1 else ''} "
              f"{list(study.seeds)}, {study.steps} steps each); report written {time.strftime('%Y-%m-%d %H:%M %Z')} "
              f"from `{study.root}`. Summed over the finished runs: {_hours([r.wall_s for r in results_of(cells)])} "
              f"wall, {_hours([r.cpu_s for r in results_of(cells)])} CPU (user + system).", "",
@@ -363,7 +371,7 @@ def _markdown(study: Study, cells: dict[str, list[RunResult]], summaries: dict[s
              "for `max_load` and `cv`. "
              f"Tokens to target: tokens until val/loss first ≤ {target} (validation points only; `k/n` seeds "
              "reached it).", "",
-             "| cell | n | final val/loss | best val/loss | final val/ppl | best val/ppl | Mtokens to target "
+             "| cell | n | final val/loss | best val/loss | final val/ppl | best val/ppl | tokens to target "
              "| fidelity per layer | fidelity | max_load | cv | wall s/run | CPU s/run |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cell, stats in summaries.items():
@@ -371,7 +379,7 @@ def _markdown(study: Study, cells: dict[str, list[RunResult]], summaries: dict[s
         layers = sorted(k for k in stats if k.startswith("fidelity_L"))
         per_layer = " / ".join(f"{stats[k].mean:.3f}" for k in layers if stats[k].mean is not None) or "–"
         reached = stats["tokens_to_target"]
-        tokens = f"{reached.text(2, 1e6)} ({reached.n}/{n})" if study.target_loss is not None else "–"
+        tokens = f"{_tokens_text(reached)} ({reached.n}/{n})" if study.target_loss is not None else "–"
         lines.append(f"| `{cell}` | {n} | {stats['final_val_loss'].text(4)} | {stats['best_val_loss'].text(4)} | "
                      f"{stats['final_val_ppl'].text(3)} | {stats['best_val_ppl'].text(3)} | {tokens} | {per_layer} | "
                      f"{stats['fidelity'].text(3)} | {stats['max_load'].text(3)} | {stats['cv'].text(3)} | "

@@ -47,7 +47,7 @@ def slurm_script(study: Study, per: str = "cell", python: str = sys.executable, 
     lines = ["#!/bin/bash",
              f"# Study {study.name} ({study.path}): {len(units)} array tasks, one per {per}.",
              f"# Written by: {shlex.join([python, str(runner), 'slurm', str(study.path)])}",
-             f"# Submit:     mkdir -p {shlex.quote(str(logs))} && sbatch {shlex.quote(str(study.root / 'study.sbatch'))}",
+             f"# Submit:     sbatch {shlex.quote(str(study.root / 'study.sbatch'))}   (task logs: {logs})",
              f"# Report:     {shlex.join([python, str(runner), 'report', str(study.path), '--root', str(study.root)])}",
              f"#SBATCH --job-name={study.name}",
              f"#SBATCH --array=0-{len(units) - 1}{limit}",
@@ -62,7 +62,8 @@ def slurm_script(study: Study, per: str = "cell", python: str = sys.executable, 
         lines.append(f"  {index})  # " + ", ".join(r.key for r in selected))
         for run in selected:  # the commands the task's runner launches (a resumed run adds --ckpt_path)
             lines.append("    #   " + shlex.join(command(study, run, python=python)))
-        args = [python, str(runner), "run", str(study.path), "--root", str(study.root)]
+        args = [python, str(runner), "run", str(study.path), "--root", str(study.root), "--steps", str(study.steps),
+                "--seeds", ",".join(map(str, study.seeds))]
         for selector in only:
             args += ["--only", selector]
         lines += [f"    exec srun {shlex.join(args)} ;;"]
@@ -74,6 +75,7 @@ def write_slurm_script(study: Study, path: Path | None = None, **options) -> Pat
     """Write :func:`slurm_script` to ``path`` (default ``<root>/study.sbatch``) and return the path."""
     path = Path(path) if path is not None else study.root / "study.sbatch"
     path.parent.mkdir(parents=True, exist_ok=True)
+    (study.root / "slurm").mkdir(parents=True, exist_ok=True)  # sbatch does not create the --output folder
     path.write_text(slurm_script(study, **options))
     path.chmod(0o755)
     return path

@@ -104,7 +104,7 @@ def test_slurm_script_has_one_array_task_per_cell_running_the_same_commands(tmp_
     subprocess.run(["bash", "-n", str(path)], check=True)
     for index, cell in enumerate(study.cells):
         assert f"  {index})  # {cell.name}/seed1, {cell.name}/seed2" in text
-        assert f"--only {cell.name} ;;" in text
+        assert f"--steps 5 --seeds 1,2 --only {cell.name} ;;" in text
         for seed in study.seeds:
             run = next(r for r in study.runs() if r.key == f"{cell.name}/seed{seed}")
             assert " ".join(command(study, run, python="python3")) in text
