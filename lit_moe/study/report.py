@@ -231,6 +231,34 @@ RUN_FIELDS = {
 }
 
 
+# Paired by seed against a baseline cell: column -> per-seed comparison (None when either side lacks it).
+PAIRED_FIELDS = {
+    "d_final_val_loss": lambda r, b: _minus(r.final_loss, b.final_loss),
+    "d_best_val_loss": lambda r, b: _minus(r.best_loss, b.best_loss),
+    "d_final_val_ppl": lambda r, b: _minus(r.final_ppl, b.final_ppl),
+    "tokens_ratio": lambda r, b: (r.tokens_to_target / b.tokens_to_target
+                                  if r.tokens_to_target is not None and b.tokens_to_target else None),
+    "d_fidelity": lambda r, b: _minus(r.layer_mean("fidelity"), b.layer_mean("fidelity")),
+}
+
+
+def _minus(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or b is None else a - b
+
+
+def paired_stats(cells: dict[str, list[RunResult]], baselines: dict[str, str]) -> dict[str, tuple[str, int, dict]]:
+    """cell -> (baseline, seeds both finished, PAIRED_FIELDS column -> Stat over those seeds)."""
+    paired = {}
+    for cell, baseline in baselines.items():
+        if cell not in cells or baseline not in cells:
+            continue
+        base = {r.seed: r for r in cells[baseline]}
+        pairs = [(r, base[r.seed]) for r in cells[cell] if r.seed in base]
+        paired[cell] = (baseline, len(pairs), {name: stat([f(r, b) for r, b in pairs])
+                                               for name, f in PAIRED_FIELDS.items()})
+    return paired
+
+
 def collect(study: Study) -> tuple[list[RunResult], list[str]]:
     """The finished runs' results (cells in study order, seeds inner) and the keys of runs not finished."""
     results, pending = [], []
@@ -277,6 +305,10 @@ def write_report(study: Study, out_dir: Optional[Path] = None) -> dict[str, Path
     _write_cells_csv(paths["cells_csv"], cells, summaries)
     _write_runs_csv(paths["runs_csv"], results)
     _write_curves_csv(paths["curves_csv"], results)
+    paired = paired_stats(cells, study.baselines)
+    if paired:
+        paths["paired_csv"] = out_dir / "paired.csv"
+        _write_paired_csv(paths["paired_csv"], paired)
     for metric, label in (("val_loss", "val/loss"), ("val_ppl", "val/ppl")):
         curves = {cell: [getattr(r, metric) for r in runs] for cell, runs in cells.items()}
         tokens = {cell: runs[0].tokens_per_step for cell, runs in cells.items()}
@@ -285,7 +317,8 @@ def write_report(study: Study, out_dir: Optional[Path] = None) -> dict[str, Path
             seed_band_figure(curves, tokens, label).savefig(paths[metric], dpi=110)
             paths[f"{metric}_cells"] = out_dir / f"{metric}_cells.png"
             cell_panels_figure(curves, tokens, label).savefig(paths[f"{metric}_cells"], dpi=90)
-    paths["markdown"].write_text(_markdown(study, cells, summaries, pending, paths, out_dir))
+    paths["markdown"].write_text(_markdown(study, cells, summaries, pending, paths, out_dir)
+                                 + _paired_markdown(paired, study.target_loss))
     return paths
 
 
@@ -300,6 +333,33 @@ def _write_cells_csv(path: Path, cells: dict[str, list[RunResult]], summaries: d
                 s = stats.get(column, Stat())
                 row += [_csv(s.mean), _csv(s.std), s.n]
             writer.writerow(row)
+
+
+def _write_paired_csv(path: Path, paired: dict[str, tuple[str, int, dict]]) -> None:
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["cell", "baseline", "paired_seeds", *[f"{c}_{part}" for c in PAIRED_FIELDS
+                                                                for part in ("mean", "std", "n")]])
+        for cell, (baseline, n, stats) in paired.items():
+            writer.writerow([cell, baseline, n, *[v for c in PAIRED_FIELDS
+                                                   for v in (_csv(stats[c].mean), _csv(stats[c].std), stats[c].n)]])
+
+
+def _paired_markdown(paired: dict[str, tuple[str, int, dict]], target: Optional[float]) -> str:
+    if not paired:
+        return ""
+    lines = ["", "## Paired by seed against a baseline", "",
+             "Per seed: this cell minus its baseline at the same seed (same data order and, where parameter shapes agree, "
+             "the same initialisation); mean ± "
+             "sample std over the seeds both finished. Negative Δ loss: better than the baseline. Token ratio: tokens "
+             f"to val/loss ≤ {target} of the cell over the baseline's (< 1: fewer tokens).", "",
+             "| cell | baseline | seeds | Δ final val/loss | Δ best val/loss | Δ final val/ppl | token ratio "
+             "| Δ fidelity |", "|---|---|---|---|---|---|---|---|"]
+    for cell, (baseline, n, stats) in paired.items():
+        lines.append(f"| `{cell}` | `{baseline}` | {n} | {stats['d_final_val_loss'].text(4)} | "
+                     f"{stats['d_best_val_loss'].text(4)} | {stats['d_final_val_ppl'].text(3)} | "
+                     f"{stats['tokens_ratio'].text(3)} | {stats['d_fidelity'].text(3)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _write_runs_csv(path: Path, results: Sequence[RunResult]) -> None:

@@ -219,6 +219,10 @@ class StudyRunner:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            for live in self._live:  # only after an unexpected error: leave no orphaned training behind
+                if live.process.poll() is None:
+                    live.process.terminate()
+                live.log.close()
         if self._stop_signal is not None:
             raise SystemExit(PREEMPTED_EXIT)
         return attempts

@@ -90,6 +90,7 @@ class Study:
         target_loss: Validation loss whose first crossing the report converts to tokens.
         root: Output root; every run logs and checkpoints under ``<root>/<cell>/seed<seed>``.
         cells: The expanded grid, in file order.
+        baselines: cell -> the cell it is compared with, seed by seed, in the report (``baselines:`` in the file).
     """
 
     name: str
@@ -101,6 +102,7 @@ class Study:
     target_loss: Optional[float]
     root: Path
     cells: tuple[Cell, ...] = field(default_factory=tuple)
+    baselines: dict[str, str] = field(default_factory=dict)
 
     def runs(self) -> list[Run]:
         """Every (cell, seed) pair: cells in file order, seeds inner."""
@@ -132,7 +134,7 @@ def load_study(path: str | Path, root: Optional[str | Path] = None, repo: Option
         raise UserInputError(f"study file {path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise UserInputError(f"study file {path} must be a mapping with keys name, base, seeds, steps, grid")
-    known = {"name", "base", "seeds", "steps", "target_loss", "root", "overrides", "grid"}
+    known = {"name", "base", "seeds", "steps", "target_loss", "root", "overrides", "grid", "baselines"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserInputError(f"study file {path}: unknown keys {unknown}; allowed: {sorted(known)}")
@@ -173,7 +175,7 @@ def load_study(path: str | Path, root: Optional[str | Path] = None, repo: Option
         seen[cell.name] = cell
     return Study(name=name, path=path.resolve(), repo=repo, base=tuple(_resolve(b, repo, f"{path}: base") for b in base),
                  seeds=tuple(seeds), steps=steps, target_loss=None if target is None else float(target),
-                 root=Path(root).resolve(), cells=tuple(cells))
+                 root=Path(root).resolve(), cells=tuple(cells), baselines=_baselines(raw.get("baselines"), seen, path))
 
 
 def with_overrides(study: Study, steps: Optional[int] = None, seeds: Optional[Sequence[int]] = None,
@@ -187,6 +189,23 @@ def with_overrides(study: Study, steps: Optional[int] = None, seeds: Optional[Se
     return replace(study, steps=study.steps if steps is None else steps,
                    seeds=study.seeds if seeds is None else tuple(seeds),
                    target_loss=study.target_loss if target_loss is None else float(target_loss))
+
+
+def _baselines(value: Any, cells: dict[str, Cell], path: Path) -> dict[str, str]:
+    """The file's ``{baseline: [cells compared with it]}`` (or one cell name) as ``{cell: baseline}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserInputError(f"study file {path}: 'baselines' maps a baseline cell to the cells compared with it, "
+                             f"e.g. {{topk_e8k2: [default_b0.9_forward_e8k2]}}")
+    pairs: dict[str, str] = {}
+    for baseline, compared in value.items():
+        for cell in [compared] if isinstance(compared, str) else (compared or []):
+            for name in (baseline, cell):
+                if name not in cells:
+                    raise UserInputError(f"study file {path}: baselines: no cell named {name!r}; cells: {sorted(cells)}")
+            pairs[cell] = baseline
+    return pairs
 
 
 def _require(raw: dict, key: str, kind: type, path: Path) -> Any:

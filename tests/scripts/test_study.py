@@ -50,12 +50,15 @@ def test_grid_is_the_union_of_blocks_each_a_product_of_zipped_axes(tmp_path):
     assert cell.overrides == {"data.init_args.builtin_domains": ["docs", "code"], KEY + "d_expert": 64,
                               KEY + "num_experts": 32, KEY + "top_k": 4, KEY + "default_beta": 0.99}
     assert len(study.runs()) == 9 and study.base == (str(REPO_ROOT / "configs/moe/tiny.yaml"),)
+    assert study.baselines == {}
 
 
 def test_router_ablation_is_the_issue_grid():
     study = load_study(ABLATION)
     assert len(study.seeds) >= 3 and study.steps >= 1500
     cells = {cell.name: cell for cell in study.cells}
+    assert {cell: base for cell, base in study.baselines.items()} == {
+        name: "topk_e32k4" if name.endswith("e32k4") else "topk_e8k2" for name in cells if not name.startswith("topk")}
     assert sorted(cells) == sorted(["topk_e8k2", "expert_group_e8k2", "topk_e32k4"]
                                    + [f"default_b{b}_{m}_e8k2" for b in (0.9, 0.99) for m in ("forward", "straight_through")]
                                    + [f"default_b{b}_e32k4" for b in (0.9, 0.99)])
@@ -78,10 +81,11 @@ def test_router_ablation_is_the_issue_grid():
     ([{"axes": [{"config": ["configs/moe/router/nope.yaml"]}]}], "not found"),
     ([{"name": "{router}", "axes": [{KEY + "top_k": [1, 2]}]}], "refers to"),
     ([{"axes": [{KEY + "top_k": 2}]}], "list of values"),
+    ([{"axes": [{KEY + "top_k": [1, 2]}]}], "no cell named 'topk'"),
 ])
 def test_bad_study_files_stop_with_one_message(tmp_path, grid, message):
     with pytest.raises(UserInputError, match=message):
-        load_study(write_study(tmp_path, grid))
+        load_study(write_study(tmp_path, grid, baselines={"topk": ["top_k=1"]}))
 
 
 def test_a_study_edited_after_running_is_refused(tmp_path):
@@ -208,6 +212,11 @@ def test_study_runs_each_cell_once_resumes_a_killed_run_and_reports_the_event_va
                 continue
             assert float(cells[cell][f"{column}_mean"]) == pytest.approx(statistics.fmean(values), rel=1e-6)
             assert float(cells[cell][f"{column}_std"]) == pytest.approx(statistics.stdev(values), rel=1e-6, abs=1e-12)
+    paired = next(csv.DictReader(paths["paired_csv"].open()))
+    assert (paired["cell"], paired["baseline"], paired["paired_seeds"]) == ("default", "topk", "2")
+    differences = [d - t for d, t in zip(per_cell["default"]["final_val_loss"], per_cell["topk"]["final_val_loss"])]
+    assert float(paired["d_final_val_loss_mean"]) == pytest.approx(statistics.fmean(differences), rel=1e-6, abs=1e-9)
+    assert float(paired["d_final_val_loss_std"]) == pytest.approx(statistics.stdev(differences), rel=1e-6, abs=1e-9)
     markdown = paths["markdown"].read_text()
     final = per_cell["default"]["final_val_loss"]
     assert f"{statistics.fmean(final):.4f} ± {statistics.stdev(final):.4f}" in markdown
