@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from lit_moe.errors import UserInputError  # noqa: E402
-from lit_moe.study.report import write_report  # noqa: E402
-from lit_moe.study.runner import StudyRunner, command, is_finished, newest_checkpoint, select_runs  # noqa: E402
-from lit_moe.study.slurm import write_slurm_script  # noqa: E402
-from lit_moe.study.spec import load_study, with_overrides  # noqa: E402
+from lit_moe.errors import UserInputError
+from lit_moe.study.report import write_report
+from lit_moe.study.runner import StudyRunner, command, is_finished, newest_checkpoint, select_runs
+from lit_moe.study.slurm import write_slurm_script
+from lit_moe.study.spec import load_study, with_overrides
 
 
 def parser() -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure

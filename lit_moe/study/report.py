@@ -16,9 +16,10 @@ import math
 import re
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

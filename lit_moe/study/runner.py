@@ -17,9 +17,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from lit_moe.errors import UserInputError
 from lit_moe.study.spec import Cell, Run, Study
@@ -253,7 +254,7 @@ class StudyRunner:
         env = dict(os.environ)
         if self.threads is not None:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
-        log = open(run_dir / RUN_LOG, "a")
+        log = open(run_dir / RUN_LOG, "a")  # noqa: SIM115 (held by the subprocess; closed in _finish)
         log.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(args)}\n")
         log.flush()
         # Own session: a Ctrl-C in the terminal reaches only the runner, which forwards SIGTERM so each run

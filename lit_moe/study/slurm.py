@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from lit_moe.errors import UserInputError
 from lit_moe.study.runner import command
