@@ -259,3 +259,15 @@ def test_sigterm_to_the_runner_makes_its_runs_checkpoint_and_exit_143(tmp_path):
     attempt = json.loads((run_dir / "attempts.jsonl").read_text())
     assert attempt["returncode"] == 143 and "preempted (resumes on rerun) topk/seed1" in output
     assert newest_checkpoint(run_dir) is not None and not (run_dir / FINISHED).exists()
+
+
+def test_the_study_file_example_in_the_docs_is_valid(tmp_path):
+    docs = (REPO_ROOT / "docs/studies.md").read_text()
+    example = docs.split("## The study file\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    study = load_study(path)
+    assert [c.name for c in study.cells] == [
+        "default_b0.9_forward_e8k2", "default_b0.9_straight_through_e8k2", "default_b0.99_forward_e8k2",
+        "default_b0.99_straight_through_e8k2", "topk_e8k2", "topk_e32k4"]
+    assert study.cells[-1].overrides[KEY + "d_expert"] == 64 and study.baselines["default_b0.99_forward_e8k2"] == "topk_e8k2"
