@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -229,10 +231,24 @@ def test_study_runs_each_cell_once_resumes_a_killed_run_and_reports_the_event_va
         assert f"({paths[name].name})" in markdown
 
 
-def test_script_reports_bad_input_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/study.py"), "run", str(tmp_path / "nope.yaml")],
-                            check=False, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and result.stderr.startswith("error: study file") and result.stderr.count("\n") == 1
+def load_script():
+    """scripts/study.py as a module (the slow tests run it as a program)."""
+    spec = importlib.util.spec_from_file_location("study_script", REPO_ROOT / "scripts/study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_reports_bad_input_in_one_line_and_dry_run_prints_the_commands(tmp_path, capsys):
+    script = load_script()
+    assert script.main(["run", str(tmp_path / "nope.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: study file") and error.count("\n") == 1
+    assert script.main(["run", str(SMOKE), "--root", str(tmp_path), "--dry-run", "--only", "default"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    study = load_study(SMOKE, root=tmp_path)
+    assert printed == [shlex.join(command(study, run)) for run in study.runs() if run.cell.name == "default"]
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing
 
 
 @pytest.mark.slow
