@@ -167,6 +167,10 @@ def test_study_runs_each_cell_once_resumes_a_killed_run_and_reports_the_event_va
     assert sorted(a.run for a in first) == ["topk/seed1", "topk/seed2"] and all(a.finished for a in first)
     checkpoint = newest_checkpoint(killed_dir)
     assert checkpoint is not None and not (killed_dir / FINISHED).exists()
+    halfway = write_report(study, tmp_path / "halfway")  # the report reads whatever has finished
+    assert "2 of 4 runs finished" in halfway["markdown"].read_text()
+    assert "Not finished (2): `default/seed1`, `default/seed2`" in halfway["markdown"].read_text()
+    assert [row["cell"] for row in csv.DictReader(halfway["cells_csv"].open())] == ["topk"]
 
     second = StudyRunner(study, parallel=2, echo=False).run()
     assert sorted(a.run for a in second) == ["default/seed1", "default/seed2"]  # finished runs not relaunched
