@@ -79,6 +79,10 @@ class MoETransformerConfig:
             missing-expert term keep the renormalised forward value but take their router gradient
             through the unnormalised scores (see ``lit_moe/model/routers/base.py``).
         default_beta: EMA decay of the Default-MoE default vectors (paper value unverified; 0.9).
+        default_ema_start: How an expert's default vector starts: ``zero`` (the paper: the EMA grows
+            from 0, so after t updates it holds 1 - beta^t of the mean output; ~26% after 30 steps at
+            beta 0.99), or ``first_mean`` (its first update sets it to that step's mean output, then the
+            EMA continues; removes the warm-up). A vector that is exactly zero counts as never updated.
         default_mode: ``forward`` adds the default term to the output (stable, default);
             ``straight_through`` keeps the TopK forward value and only adds the router gradient.
         aux_loss_coef: Switch load-balancing loss weight (alpha); 0 disables it.
@@ -122,6 +126,7 @@ class MoETransformerConfig:
     normalize_topk: bool = False
     default_beta: float = 0.9
     default_mode: Literal["forward", "straight_through"] = "forward"
+    default_ema_start: Literal["zero", "first_mean"] = "zero"
     aux_loss_coef: float = 0.01
     z_loss_coef: float = 0.0
     bias_update_rate: float = 0.0

@@ -180,9 +180,12 @@ def test_study_runs_each_cell_once_resumes_a_killed_run_and_reports_the_event_va
     for run in study.runs():
         attempts = (study.run_dir(run) / "attempts.jsonl").read_text().splitlines()
         assert len(attempts) == 1, run.key  # each cell x seed launched once by the runner
-    versions = sorted(killed_dir.glob("version_*"))
-    assert len(versions) == 2
-    events = EventAccumulator(str(versions[1]))
+    # the resumed run logs into its own version folder again (lit_core's per-run folders), in a second
+    # event file that continues after the 4-step checkpoint
+    (version,) = killed_dir.glob("version_*")
+    event_files = sorted(version.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+    assert len(event_files) == 2
+    events = EventAccumulator(str(event_files[-1]))
     events.Reload()
     assert [e.step for e in events.Scalars("val/loss")] == [4]  # continued after the 4-step checkpoint
     assert len(list(tmp_path.glob("*/seed*/version_*/events.out.tfevents.*"))) == 5  # one TensorBoard root

@@ -5,7 +5,8 @@
 
 Ehat_i <- beta Ehat_i + (1 - beta) m_i once per optimizer step, m_i the mean raw output of expert i
 over the step's tokens routed to it (summed over micro-batches and ranks by the caller); experts
-that got no token keep Ehat_i. Eval forwards produce no statistics.
+that got no token keep Ehat_i. Eval forwards produce no statistics. With ``default_ema_start:
+first_mean`` an expert's first update sets Ehat_i = m_i (no warm-up from zero).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class DefaultMoE(MissingExpertEstimator):
         super().__init__(config)
         self.beta = config.default_beta
         self.straight_through = config.default_mode == "straight_through"
+        self.start_from_first_mean = config.default_ema_start == "first_mean"
 
     def output(self, layer, x_TD, routing, dispatch, weight_S):
         y_TD, sums_ED = layer.experts.combine(x_TD, dispatch, weight_S, want_sums=layer.training)
@@ -41,4 +43,7 @@ class DefaultMoE(MissingExpertEstimator):
         means_ED = stats.default_sums_ED / counts_E.clamp(min=1).unsqueeze(-1)
         defaults_ED = layer.default_vectors_ED
         ema_ED = self.beta * defaults_ED + (1 - self.beta) * means_ED
+        if self.start_from_first_mean:
+            never_updated_E = (defaults_ED == 0).all(-1)
+            ema_ED = torch.where(never_updated_E.unsqueeze(-1), means_ED, ema_ED)
         defaults_ED.copy_(torch.where((counts_E > 0).unsqueeze(-1), ema_ED, defaults_ED))

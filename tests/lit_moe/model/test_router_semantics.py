@@ -174,3 +174,22 @@ def test_f_frozen_in_eval_and_saved_in_state_dict():
     fresh = make_layer("default", seed=5)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.default_vectors_ED, before)
+
+
+def test_first_mean_start_sets_the_default_to_the_first_mean_then_continues_the_ema():
+    """default_ema_start: first_mean removes the EMA's warm-up from zero (issue 15: 26% after 30 steps at 0.99)."""
+    layer = make_layer("default", num_experts=8, top_k=1, default_beta=0.99, default_ema_start="first_mean")
+    layer.train()
+    x1, x2 = torch.randn(40, 16), torch.randn(40, 16)
+    _, stats1 = layer(x1)
+    layer.update_router_state(sum_stats([stats1]))
+    touched = stats1.default_counts_E > 0
+    means1 = stats1.default_sums_ED / stats1.default_counts_E.clamp(min=1).unsqueeze(-1)
+    torch.testing.assert_close(layer.default_vectors_ED[touched], means1[touched])
+    assert (layer.default_vectors_ED[~touched] == 0).all()
+    after_first = layer.default_vectors_ED.clone()
+    _, stats2 = layer(x2)
+    layer.update_router_state(sum_stats([stats2]))
+    means2 = stats2.default_sums_ED / stats2.default_counts_E.clamp(min=1).unsqueeze(-1)
+    both = touched & (stats2.default_counts_E > 0)
+    torch.testing.assert_close(layer.default_vectors_ED[both], 0.99 * after_first[both] + 0.01 * means2[both])
