@@ -35,7 +35,7 @@ from lit_video.ddim import DDIMSchedule, ddim_invert, ddim_sample
 from lit_video.metrics.clip_score import CLIPVideoScorer, build_tiny_clip
 from lit_video.metrics.motion_fidelity import video_motion_fidelity
 from lit_video.sampling import guided_denoiser
-from lit_video.tracking import PatchMatchTracker, PointTracker
+from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
 
 
@@ -100,7 +100,7 @@ class MotionEncodingProbe(pl.LightningModule):
             drop from the source re-sample to the full-window edit.
         clip_model_path: Local CLIP folder for the appearance score. ``None`` builds a tiny random
             CLIP (plumbing demo only: its appearance numbers mean nothing).
-        tracker: Point tracker for the motion fidelity score (default: weight-free patch matching).
+        tracker: Point tracker for the motion fidelity score (default: weight-free pyramidal Lucas–Kanade).
         track_grid_size: Points per side of the tracked grid.
         output_dir: Where to write the table, plot and videos (default: ``<log dir>/probe``).
         save_videos: Also write every re-sampled video as GIF and log it to TensorBoard.
@@ -119,7 +119,7 @@ class MotionEncodingProbe(pl.LightningModule):
         num_boundaries: int = 11,
         boundary_drop_fraction: float = 0.5,
         clip_model_path: Optional[str] = None,
-        tracker: PointTracker = PatchMatchTracker(),  # noqa: B008
+        tracker: PointTracker = LucasKanadeTracker(),  # noqa: B008
         track_grid_size: int = 10,
         output_dir: Optional[str] = None,
         save_videos: bool = True,

@@ -10,7 +10,7 @@ from cli import main
 from lit_video.data import ReferenceVideoDataModule
 from lit_video.module import MotionCustomizationModule
 
-from conftest import REAL_CLIP, REPO_ROOT
+from tests.lit_video.helpers import REAL_CLIP, REPO_ROOT
 
 TINY = str(REPO_ROOT / "configs/video/tiny.yaml")
 

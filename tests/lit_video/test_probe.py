@@ -9,7 +9,7 @@ from lit_video.ddim import DDIMSchedule, ddim_sample
 from lit_video.probe import estimate_motion_boundary, resample_with_window
 from lit_video.sampling import guided_denoiser
 
-from conftest import REPO_ROOT, small_latents
+from tests.lit_video.helpers import REPO_ROOT, small_latents
 
 
 @pytest.fixture
