@@ -43,7 +43,7 @@ def test_cli_fit_writes_gif_summaries_scalars_lora_and_lean_checkpoint(tmp_path)
     assert [e.step for e in fidelity] == [2, 3] and all(-1 <= e.value <= 1 for e in fidelity)
     assert [e.step for e in events.Scalars("val/motion_fidelity/a_red_square_moving_right")] == [2, 3]
     reference = Image.open(io.BytesIO(events.Images("samples/reference")[0].encoded_image_string))
-    assert reference.info["duration"] == 125  # the demo clip's 8 fps ÷ stride 1
+    assert abs(reference.info["duration"] - 125) <= 10  # the demo clip's 8 fps ÷ stride 1 (GIF: 10 ms units)
     assert (run / "lora" / "pytorch_lora_weights.safetensors").is_file()
     [checkpoint_path] = list(run.glob("checkpoints/*.ckpt"))
     checkpoint = torch.load(checkpoint_path, weights_only=False)
