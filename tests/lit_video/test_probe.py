@@ -9,7 +9,7 @@ from lit_video.ddim import DDIMSchedule, ddim_sample
 from lit_video.probe import estimate_motion_boundary, resample_with_window
 from lit_video.sampling import guided_denoiser
 
-from tests.lit_video.helpers import REPO_ROOT, small_latents
+from tests.lit_video.helpers import REAL_CLIP, REPO_ROOT, small_latents
 
 
 @pytest.fixture
@@ -55,6 +55,14 @@ def test_boundary_estimate_interpolates_the_motion_drop():
     assert estimate_motion_boundary(boundaries, [0.9, 0.9, 0.9, 0.9, 0.9, 0.85], 0.9, 0.3) is None
 
 
+def real_clip_args() -> list[str]:
+    """The real carphone clip (every 4th frame) when ../shared is laid out, else the generated demo clip."""
+    if not REAL_CLIP.is_file():
+        return []
+    return ["--data.init_args.video_path", str(REAL_CLIP), "--data.init_args.frame_stride", "4",
+            "--data.init_args.prompt", "a man talking on a phone in a moving car"]
+
+
 def test_probe_runs_through_cli_predict_and_logs(tmp_path):
     main(["predict", "--config", str(REPO_ROOT / "configs/video/probe_tiny.yaml"),
           "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
@@ -63,7 +71,7 @@ def test_probe_runs_through_cli_predict_and_logs(tmp_path):
           "--model.init_args.track_grid_size", "4", "--model.init_args.clip_model_path", "null",
           "--model.init_args.seeds", "[0, 1]", "--model.init_args.noise_prior", "0.9",
           "--data.init_args.num_frames", "4", "--data.init_args.height", "32", "--data.init_args.width", "32",
-          "--data.init_args.generated_clip_dir", str(tmp_path / "clip")])
+          "--data.init_args.generated_clip_dir", str(tmp_path / "clip"), *real_clip_args()])
     [run] = list(tmp_path.glob("probe/version_*"))
     summary = json.loads((run / "probe" / "probe.json").read_text())
     rows = summary["results"]
