@@ -39,7 +39,7 @@ from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
 
 VARIANTS = ("base", "lora_all", "lora_windowed")
-COLUMN_TITLES = ("reference", "base", "LoRA all steps", "LoRA t >= t*")
+COLUMN_TITLES = ("reference", "base", "LoRA all", "LoRA t>=t*")  # ≤ 10 characters: fit 64 px columns
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
 

@@ -66,8 +66,8 @@ def track_correlations(tracks_a_FN2: torch.Tensor, tracks_b_FM2: torch.Tensor,
     motion_a_SN2 = lagged_displacements(tracks_a_FN2, valid_a_FN, lags)
     motion_b_SM2 = lagged_displacements(tracks_b_FM2, valid_b_FM, lags)
     length_a_SN, length_b_SM = _lengths(motion_a_SN2, still_threshold), _lengths(motion_b_SM2, still_threshold)
-    unit_a = motion_a_SN2 / length_a_SN.clamp_min(1e-12)[..., None]
-    unit_b = motion_b_SM2 / length_b_SM.clamp_min(1e-12)[..., None]
+    unit_a = torch.where(length_a_SN[..., None] > 0, motion_a_SN2 / length_a_SN.clamp_min(1e-12)[..., None], 0.0)
+    unit_b = torch.where(length_b_SM[..., None] > 0, motion_b_SM2 / length_b_SM.clamp_min(1e-12)[..., None], 0.0)
     cosine_SNM = torch.einsum("snc,smc->snm", unit_a, unit_b)  # 0 where either is still (zero unit vector)
     weight_SNM = 0.5 * (length_a_SN[:, :, None] + length_b_SM[:, None, :])
     total_NM = weight_SNM.sum(0)

@@ -73,6 +73,16 @@ def test_still_tracks_are_neither_reward_nor_free_pass():
     assert torch.isfinite(correlations).all()
 
 
+def test_sub_threshold_jitter_counts_as_still_and_scores_stay_in_range():
+    moving = random_tracks(8, 6, seed=3)
+    jitter = torch.full((8, 6, 2), 5.0) + 1e-4 * random_tracks(8, 6, seed=4)  # far below still_threshold
+    assert motion_fidelity_score(moving, jitter) == 0.0 and motion_fidelity_score(jitter, jitter) == 1.0
+    mixed = torch.cat([moving[:, :3], jitter[:, :3]], dim=1)
+    for a, b in [(moving, mixed), (mixed, moving), (mixed, jitter)]:
+        assert -1.0 <= motion_fidelity_score(a, b) <= 1.0
+        assert (track_correlations(a, b).abs() <= 1 + 1e-6).all()
+
+
 def test_untrusted_steps_carry_no_weight():
     a = random_tracks(6, 3)
     b = a.clone()

@@ -70,6 +70,7 @@ def test_cli_predict_writes_grid_files_and_a_tensorboard_image(trained, tmp_path
     scores = summary["prompts"]["a green triangle moving right"]
     assert set(scores) == {"base", "lora_all", "lora_windowed"}
     assert len(scores["base"]["motion_fidelity"]["values"]) == 2
+    assert all(-1 <= v <= 1 for variant in scores.values() for v in variant["motion_fidelity"]["values"])
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0}).Reload()
     [image] = events.Images("predict/a_green_triangle_moving_right/grid")
     logged = Image.open(io.BytesIO(image.encoded_image_string))
