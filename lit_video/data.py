@@ -76,16 +76,20 @@ class ReferenceVideoDataModule(pl.LightningDataModule):
                                   f"by up to 8 and the UNet halves the latent again); got {height}×{width}: use e.g. 256×256 or 576×320")
         needed = start_frame + (num_frames - 1) * frame_stride + 1
         path = Path(video_path) if video_path else generated_demo_clip(generated_clip_dir, needed, height, width)
-        frames, self.fps = read_video(path)
-        if len(frames) < needed:
+        picked, self.fps = read_video(path, start_frame, num_frames, frame_stride, cover_size=(height, width))
+        if len(picked) < num_frames:
             raise VideoInputError(
-                f"{path} has {len(frames)} frames but num_frames={num_frames}, frame_stride={frame_stride}, "
-                f"start_frame={start_frame} need {needed}: lower data.num_frames or data.frame_stride, or use a "
-                "longer clip")
-        picked = frames[start_frame:needed:frame_stride]
+                f"{path} has fewer than {needed} frames (it ends after {len(picked)} of the {num_frames} frames "
+                f"picked): num_frames={num_frames}, frame_stride={frame_stride}, start_frame={start_frame} need "
+                f"{needed}: lower data.num_frames, data.frame_stride or data.start_frame, or use a longer clip")
         self.video_path = path
         self.prompt = prompt.strip()
         self.video_CFHW = frames_to_tensor(picked, height, width)  # pixels in [-1, 1]
+
+    @property
+    def clip_fps(self) -> float:
+        """Playback rate of the frames taken: the file's fps divided by ``frame_stride``."""
+        return self.fps / self.hparams.frame_stride
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(RepeatedClip(self.video_CFHW, self.prompt, self.hparams.steps_per_epoch), batch_size=1)

@@ -132,13 +132,14 @@ def lora_state_dict(model: nn.Module, adapter_name: str, prefix: str = "unet") -
     return state
 
 
-def save_lora_safetensors(model: nn.Module, adapter_names: list[str], path: str | Path, prefix: str = "unet") -> Path:
+def save_lora_safetensors(model: nn.Module, adapter_names: list[str], path: str | Path, prefix: str = "unet",
+                          extra_metadata: Optional[dict] = None) -> Path:
     """Writes the adapters (merged into one file) as ``pytorch_lora_weights.safetensors``-style weights.
 
     Keys and metadata follow diffusers' own writer (``unet.``-prefixed peft keys; rank, alpha and
     targets under ``lora_adapter_metadata``), so ``AnimateDiffPipeline.load_lora_weights``,
     ``UNetMotionModel.load_lora_adapter`` and ``lora_state_dict`` read it; for UNet3D use
-    ``load_lora_with_diffusers``.
+    ``load_lora_with_diffusers``. ``extra_metadata`` (t*, recipe) is stored as JSON under ``lit_video``.
     """
     from safetensors.torch import save_file
 
@@ -154,6 +155,8 @@ def save_lora_safetensors(model: nn.Module, adapter_names: list[str], path: str 
     config = {"r": rank, "lora_alpha": alpha, "target_modules": targets, "init_lora_weights": True}
     metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(
         {f"{prefix}.{key}": value for key, value in config.items()}, sort_keys=True)}
+    if extra_metadata:  # the recipe (t*, window rule) under our own key, ignored by diffusers
+        metadata["lit_video"] = json.dumps(extra_metadata, sort_keys=True)
     save_file(state, str(path), metadata=metadata)
     return path
 
@@ -172,3 +175,53 @@ def load_lora_with_diffusers(unet: nn.Module, path: str | Path, adapter_name: st
     path = Path(path)
     unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name=adapter_name)
     return unet
+
+
+def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the parsed metadata (``lora_adapter_metadata`` and our ``lit_video`` entry) of a
+    LoRA safetensors file written by ``save_lora_safetensors``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoInputError(f"LoRA file {path} does not exist: train one with `cli.py fit` (ExportLoRA callback) "
+                              "or point lora_path at a run folder / pytorch_lora_weights.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        raw = handle.metadata() or {}
+    metadata = {key: json.loads(value) for key, value in raw.items() if key in ("lora_adapter_metadata", "lit_video")}
+    return load_file(str(path)), metadata
+
+
+def load_lora_safetensors(model: nn.Module, path: str | Path, adapter_name: str = "temporal",
+                          prefix: str = "unet") -> dict:
+    """Injects an adapter shaped like the file's (rank, alpha, targets from its metadata) into ``model``
+    and loads the weights; returns the file's ``lit_video`` metadata (t*, recipe), or ``{}``."""
+    state, metadata = read_lora_file(path)
+    adapter = metadata.get("lora_adapter_metadata", {})
+    targets = adapter.get(f"{prefix}.target_modules")
+    rank, alpha = adapter.get(f"{prefix}.r"), adapter.get(f"{prefix}.lora_alpha")
+    if not targets or rank is None:
+        raise VideoInputError(f"{path} has no lora_adapter_metadata (rank, targets): save it with "
+                              "lit_video.lora.save_lora_safetensors or diffusers' LoRA writer")
+    names = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    missing = sorted(set(targets) - names)
+    if missing:
+        raise VideoInputError(f"{path} targets {len(missing)} layer(s) the base model lacks (e.g. {missing[0]}): "
+                              "sample with the same base model the LoRA was trained on")
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=int(rank), lora_alpha=float(alpha if alpha is not None else rank), target_modules=list(targets),
+                        init_lora_weights=True)
+    inject_adapter_in_model(config, model, adapter_name=adapter_name)
+    own = {}
+    for key, tensor in state.items():
+        layer, part = key[len(prefix) + 1:].rsplit(".lora_", 1)
+        own[f"{layer}.lora_{part.split('.')[0]}.{adapter_name}.weight"] = tensor
+    result = model.load_state_dict(own, strict=False)
+    if result.unexpected_keys:
+        raise VideoInputError(f"{path} has weights that match no LoRA layer ({result.unexpected_keys[0]}): the file "
+                              "does not belong to this base model")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return metadata.get("lit_video", {})

@@ -10,7 +10,9 @@ Recipes (``lora_preset``):
   each loss updates only its own adapter.
 
 The base model is frozen and kept in eval mode; checkpoints hold only the LoRA weights (and the
-optimizer state) and the final adapters are also written as diffusers-loadable safetensors.
+optimizer state). Samples during fit and the diffusers-loadable safetensors export are callbacks
+(``lit_video.callbacks.VideoSamples``, ``lit_video.callbacks.ExportLoRA``) that call ``sample`` and
+``save_lora``; sampling a saved LoRA afterwards is ``lit_video.predict.LoRASampler``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from lit_video.components import ComponentsSpec, build_components
-from lit_video.dashboards import add_gif, slug, tensorboard_writer
 from lit_video.lora import inject_lora, lora_enabled, lora_parameters, save_lora_safetensors
-from lit_video.sampling import generate_video
+from lit_video.sampling import LoraMode, generate_video, lora_schedule
 from lit_video.timesteps import MotionWindowSampler, diffusion_target
-from lit_video.video_io import to_uint8_frames, write_video
 
 Recipe = Literal["temporal_attn", "temporal_attn1", "temporal_all", "motion_director"]
 
@@ -76,15 +76,6 @@ class MotionCustomizationModule(pl.LightningModule):
         debias_loss_weight: ``motion_director`` only: weight of the appearance-debiased loss.
         spatial_path_skip_probability: ``motion_director`` only: fraction of steps without the
             spatial path.
-        validation_prompts: Prompts sampled during/after training (empty: the training prompt).
-        sample_every_n_steps: Sample the validation prompts every N optimizer steps (0: only at the end).
-        num_inference_steps: DDIM steps for samples.
-        guidance_scale: Classifier-free guidance scale for samples.
-        negative_prompt: Unconditional prompt of classifier-free guidance.
-        sample_seed: Seed of the initial noise of samples (fixed, so samples are comparable).
-        sample_fps: Frame rate of written sample videos and GIFs.
-        lora_output_path: Where to write the final LoRA safetensors (default:
-            ``<log dir>/lora/pytorch_lora_weights.safetensors``).
         gradient_checkpointing: Recompute UNet activations in backward (real checkpoints at full
             resolution; slower, much less memory).
     """
@@ -105,14 +96,6 @@ class MotionCustomizationModule(pl.LightningModule):
         cache_latents: bool = True,
         debias_loss_weight: float = 1.0,
         spatial_path_skip_probability: float = 0.2,
-        validation_prompts: Optional[list[str]] = None,
-        sample_every_n_steps: int = 0,
-        num_inference_steps: int = 30,
-        guidance_scale: float = 12.0,
-        negative_prompt: str = "",
-        sample_seed: int = 0,
-        sample_fps: float = 8.0,
-        lora_output_path: Optional[str] = None,
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
@@ -219,9 +202,15 @@ class MotionCustomizationModule(pl.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                     if ".lora_A." in k or ".lora_B." in k}
 
+    def recipe_metadata(self) -> dict:
+        """What a sampler needs to apply the LoRA as trained: t*, the window rule, the recipe."""
+        return {"motion_boundary": self.window.motion_boundary, "lora_in_motion_window_only": self.lora_in_window_only,
+                "lora_preset": self.hparams.lora_preset, "num_train_timesteps": self.components.num_train_timesteps}
+
     def save_lora(self, path: str | Path) -> Path:
-        """Writes the adapters as diffusers-loadable safetensors."""
-        return save_lora_safetensors(self.components.unet, self.adapter_names, path)
+        """Writes the adapters as diffusers-loadable safetensors (recipe metadata included)."""
+        return save_lora_safetensors(self.components.unet, self.adapter_names, path,
+                                     extra_metadata=self.recipe_metadata())
 
     # -- sampling ---------------------------------------------------------------------------------
     def lora_active_at(self, timestep: int) -> bool:
@@ -229,56 +218,17 @@ class MotionCustomizationModule(pl.LightningModule):
         return self.window.in_motion_window(timestep) if self.lora_in_window_only else True
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], num_frames: int, height: int, width: int,
-               num_inference_steps: Optional[int] = None, seed: Optional[int] = None) -> torch.Tensor:
-        """Videos (B, 3, F, H, W) in [-1, 1] for ``prompts`` with the trained LoRA, windowed."""
+    def sample(self, prompts: list[str], num_frames: int, height: int, width: int, num_inference_steps: int = 30,
+               guidance_scale: float = 12.0, negative_prompt: str = "", seed: int = 0,
+               lora_mode: Optional[LoraMode] = None) -> torch.Tensor:
+        """Videos (B, 3, F, H, W) in [-1, 1] for ``prompts``; ``lora_mode`` ``None`` applies the LoRA
+        as the recipe says (windowed for the temporal presets, every step for the baseline)."""
+        if lora_mode is None:
+            lora_mode = "windowed" if self.lora_in_window_only else "all"
         return generate_video(
-            self.components, prompts, num_frames, height, width,
-            num_inference_steps=num_inference_steps or self.hparams.num_inference_steps,
-            guidance_scale=self.hparams.guidance_scale, negative_prompt=self.hparams.negative_prompt,
-            lora_active=self.lora_active_at, seed=self.hparams.sample_seed if seed is None else seed)
-
-    def _output_dir(self) -> Path:
-        logger = self.trainer.logger
-        return Path(logger.log_dir if logger is not None and logger.log_dir else self.trainer.default_root_dir)
-
-    def _log_samples(self) -> None:
-        if self.trainer.global_rank != 0:
-            return
-        reference = self.trainer.datamodule.video_CFHW if self.trainer.datamodule is not None else None
-        if reference is None:
-            return
-        _, num_frames, height, width = reference.shape
-        prompts = self.hparams.validation_prompts or [self.trainer.datamodule.prompt]
-        was_training = self.training
-        self.eval()
-        videos = self.sample(prompts, num_frames, height, width)
-        self.train(was_training)
-        writer = tensorboard_writer(self.trainer)
-        step = self.global_step
-        for prompt, video in zip(prompts, videos):
-            frames = to_uint8_frames(video)
-            stem = self._output_dir() / "samples" / f"step_{step:06d}" / slug(prompt)
-            write_video(stem.with_suffix(".mp4"), frames, self.hparams.sample_fps)
-            write_video(stem.with_suffix(".gif"), frames, self.hparams.sample_fps)
-            if writer is not None:
-                add_gif(writer, f"samples/{slug(prompt)}", frames, step, self.hparams.sample_fps)
+            self.components, prompts, num_frames, height, width, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, negative_prompt=negative_prompt,
+            lora_active=lora_schedule(lora_mode, self.window.motion_boundary), seed=seed)
 
     def on_fit_start(self) -> None:
         self._cached_latents = None
-        writer = tensorboard_writer(self.trainer)
-        datamodule = self.trainer.datamodule
-        if writer is not None and datamodule is not None and hasattr(datamodule, "video_CFHW"):
-            add_gif(writer, "samples/reference", to_uint8_frames(datamodule.video_CFHW), 0, self.hparams.sample_fps)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        every = self.hparams.sample_every_n_steps
-        last_step = self.trainer.max_steps > 0 and self.global_step >= self.trainer.max_steps
-        if every > 0 and self.global_step % every == 0 and not last_step:  # the last one: on_train_end
-            self._log_samples()
-
-    def on_train_end(self) -> None:
-        self._log_samples()
-        if self.trainer.global_rank == 0:
-            path = self.hparams.lora_output_path or self._output_dir() / "lora" / "pytorch_lora_weights.safetensors"
-            self.save_lora(path)

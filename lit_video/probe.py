@@ -35,7 +35,7 @@ from lit_video.ddim import DDIMSchedule, ddim_invert, ddim_sample
 from lit_video.metrics.clip_score import CLIPVideoScorer, build_tiny_clip
 from lit_video.metrics.motion_fidelity import video_motion_fidelity
 from lit_video.sampling import guided_denoiser
-from lit_video.tracking import PatchMatchTracker, PointTracker
+from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
 
 
@@ -46,8 +46,11 @@ class WindowResult:
     window_start: int  # inclusive, training-axis timesteps
     window_end: int  # inclusive
     edited_steps: int  # inference steps that used the new prompt
-    appearance: float
-    motion: float
+    appearance: float  # mean over seeds
+    motion: float  # mean over seeds
+    appearance_std: float = 0.0  # spread (population standard deviation) over seeds
+    motion_std: float = 0.0
+    num_seeds: int = 1
 
 
 def window_text(source: torch.Tensor, edit: torch.Tensor, start: int, end: int) -> Callable[[int], torch.Tensor]:
@@ -100,11 +103,15 @@ class MotionEncodingProbe(pl.LightningModule):
             drop from the source re-sample to the full-window edit.
         clip_model_path: Local CLIP folder for the appearance score. ``None`` builds a tiny random
             CLIP (plumbing demo only: its appearance numbers mean nothing).
-        tracker: Point tracker for the motion fidelity score (default: weight-free patch matching).
+        tracker: Point tracker for the motion fidelity score (default: weight-free pyramidal Lucas–Kanade).
         track_grid_size: Points per side of the tracked grid.
         output_dir: Where to write the table, plot and videos (default: ``<log dir>/probe``).
         save_videos: Also write every re-sampled video as GIF and log it to TensorBoard.
-        fps: Frame rate of written GIFs.
+        fps: Frame rate of written GIFs; ``None``: the clip's fps ÷ frame stride.
+        seeds: Seeds of the noise prior; each window is re-sampled once per seed and the table and
+            plot show the mean ± spread over seeds.
+        noise_prior: p of the start latents √p·z_inv + √(1−p)·ε_seed (MotionDirector's noise
+            prior); 1 starts from the inverted latents alone, so every seed gives the same video.
     """
 
     def __init__(
@@ -119,17 +126,29 @@ class MotionEncodingProbe(pl.LightningModule):
         num_boundaries: int = 11,
         boundary_drop_fraction: float = 0.5,
         clip_model_path: Optional[str] = None,
-        tracker: PointTracker = PatchMatchTracker(),  # noqa: B008
+        tracker: PointTracker = LucasKanadeTracker(),  # noqa: B008
         track_grid_size: int = 10,
         output_dir: Optional[str] = None,
         save_videos: bool = True,
-        fps: float = 8.0,
+        fps: Optional[float] = None,
+        seeds: Optional[list[int]] = None,
+        noise_prior: float = 1.0,
     ) -> None:
         super().__init__()
         if not edit_prompt.strip():
             from lit_video.errors import VideoInputError
 
             raise VideoInputError("model.edit_prompt is empty: give the new prompt to inject, e.g. 'a tiger walking'")
+        if not 0.0 < noise_prior <= 1.0:
+            from lit_video.errors import VideoInputError
+
+            raise VideoInputError(f"model.noise_prior must lie in (0, 1], got {noise_prior}")
+        if seeds is not None and len(set(seeds)) > 1 and noise_prior == 1.0:
+            from lit_video.errors import VideoInputError
+
+            raise VideoInputError("several seeds with noise_prior 1 give identical videos (re-sampling from the "
+                                  "inverted latents is deterministic): set model.noise_prior < 1, e.g. 0.9")
+        self.seeds = list(seeds) if seeds else [0]
         self.save_hyperparameters(ignore=["tracker"])
         self.components = build_components(components)
         self.components.eval()
@@ -164,31 +183,53 @@ class MotionEncodingProbe(pl.LightningModule):
         inverted = ddim_invert(guided_denoiser(components, lambda t: inversion_text, None, 1.0), latents, schedule)
         reference = (video_BCFHW[0].permute(1, 0, 2, 3).float().cpu() + 1) / 2  # (F, 3, H, W) in [0, 1]
 
-        cache: dict[tuple[int, ...], tuple[float, float, np.ndarray]] = {}
+        starts = [self.start_latents(inverted, seed) for seed in self.seeds]
+        cache: dict[tuple[int, ...], tuple[list[float], list[float], np.ndarray]] = {}
         results, videos = [], {}
         for kind, boundary, start, end in self.windows():
             edited = tuple(t for t in schedule.timesteps if start <= t <= end)
             if edited not in cache:  # windows that cover the same inference steps give the same video
-                sampled = resample_with_window(components, inverted, schedule, source, edit, empty, (start, end),
-                                               self.hparams.guidance_scale)
-                frames = to_uint8_frames(components.decode_latents(sampled)[0])
-                candidate = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-                cache[edited] = (self.clip.text_frame_score(frames, edit_prompt),
-                                 video_motion_fidelity(reference, candidate, self.tracker, self.hparams.track_grid_size),
-                                 frames)
+                appearance, motion, first = [], [], None
+                for start_latents in starts:
+                    sampled = resample_with_window(components, start_latents, schedule, source, edit, empty,
+                                                   (start, end), self.hparams.guidance_scale)
+                    frames = to_uint8_frames(components.decode_latents(sampled)[0])
+                    candidate = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+                    appearance.append(self.clip.text_frame_score(frames, edit_prompt))
+                    motion.append(video_motion_fidelity(reference, candidate, self.tracker, self.hparams.track_grid_size))
+                    first = frames if first is None else first
+                cache[edited] = (appearance, motion, first)
             appearance, motion, frames = cache[edited]
-            results.append(WindowResult(kind, boundary, start, end, len(edited), appearance, motion))
+            results.append(WindowResult(kind, boundary, start, end, len(edited), float(np.mean(appearance)),
+                                        float(np.mean(motion)), float(np.std(appearance)), float(np.std(motion)),
+                                        len(self.seeds)))
             videos[f"{kind}_b{boundary:04d}"] = frames
-        source_motion = cache[()][1] if () in cache else float("nan")
-        full_motion = cache[tuple(schedule.timesteps)][1] if tuple(schedule.timesteps) in cache else float("nan")
+        source_motion = float(np.mean(cache[()][1])) if () in cache else float("nan")
+        full = tuple(schedule.timesteps)
+        full_motion = float(np.mean(cache[full][1])) if full in cache else float("nan")
         late = [r for r in results if r.kind == "late"]
         boundary = estimate_motion_boundary([r.boundary for r in late], [r.motion for r in late], source_motion,
                                             full_motion, self.hparams.boundary_drop_fraction)
         summary = {"motion_boundary": boundary, "num_train_timesteps": components.num_train_timesteps,
                    "motion_source_resample": source_motion, "motion_full_edit": full_motion,
-                   "source_prompt": source_prompt, "edit_prompt": edit_prompt,
+                   "source_prompt": source_prompt, "edit_prompt": edit_prompt, "seeds": self.seeds,
+                   "noise_prior": self.hparams.noise_prior,
                    "inference_timesteps": schedule.timesteps, "videos": videos}
         return results, summary
+
+    def start_latents(self, inverted: torch.Tensor, seed: int) -> torch.Tensor:
+        """√p·z_inv + √(1−p)·ε_seed (p = ``noise_prior``); exactly z_inv for p = 1."""
+        p = self.hparams.noise_prior
+        if p == 1.0:
+            return inverted
+        generator = torch.Generator("cpu").manual_seed(seed)
+        noise = torch.randn(inverted.shape, generator=generator).to(inverted.device, inverted.dtype)
+        return p ** 0.5 * inverted + (1 - p) ** 0.5 * noise
+
+    def _fps(self) -> float:
+        if self.hparams.fps is not None:
+            return self.hparams.fps
+        return float(getattr(getattr(self.trainer, "datamodule", None), "clip_fps", 8.0) or 8.0)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         source_prompt = self.hparams.source_prompt or batch["prompt"][0]
@@ -217,7 +258,7 @@ class MotionEncodingProbe(pl.LightningModule):
         (folder / "probe.png").write_bytes(png)
         if self.hparams.save_videos:
             for name, frames in videos.items():
-                write_video(folder / "videos" / f"{name}.gif", frames, self.hparams.fps)
+                write_video(folder / "videos" / f"{name}.gif", frames, self._fps())
         tb = tensorboard_writer(self.trainer)
         if tb is None:
             return
@@ -228,51 +269,70 @@ class MotionEncodingProbe(pl.LightningModule):
             tb.add_scalar("probe/motion_boundary", summary["motion_boundary"], 0)
         add_png(tb, "probe/curves", png, 0)
         tb.add_text("probe/table", markdown_table(results, summary), 0)
-        add_gif(tb, "probe/reference", to_uint8_frames(reference_CFHW), 0, self.hparams.fps)
+        add_gif(tb, "probe/reference", to_uint8_frames(reference_CFHW), 0, self._fps())
         if self.hparams.save_videos:
             for name, frames in videos.items():
-                add_gif(tb, f"probe/videos/{name}", frames, 0, self.hparams.fps)
+                add_gif(tb, f"probe/videos/{name}", frames, 0, self._fps())
         tb.flush()
 
 
 def markdown_table(results: list[WindowResult], summary: dict) -> str:
     boundary = summary["motion_boundary"]
-    lines = [f"estimated motion boundary t* = {boundary if boundary is None else round(boundary)} "
-             f"(T = {summary['num_train_timesteps']}); new prompt: '{summary['edit_prompt']}'", "",
+    seeds = results[0].num_seeds if results else 1
+    lines = [f"estimated motion boundary t* = {'undefined (no motion drop)' if boundary is None else round(boundary)} "
+             f"(T = {summary['num_train_timesteps']}); new prompt: '{summary['edit_prompt']}'; "
+             f"mean ± spread over {seeds} seed(s)", "",
              "| window | t range | edited steps | appearance | motion |", "|---|---|---|---|---|"]
     lines += [f"| {r.kind} b={r.boundary} | [{r.window_start}, {r.window_end}] | {r.edited_steps} | "
-              f"{r.appearance:.3f} | {r.motion:.3f} |" for r in results]
+              f"{r.appearance:.3f} ± {r.appearance_std:.3f} | {r.motion:.3f} ± {r.motion_std:.3f} |" for r in results]
     return "\n".join(lines)
 
 
 def plot_probe(results: list[WindowResult], motion_boundary: Optional[float], num_train_timesteps: int) -> bytes:
-    """PNG of appearance and motion against the window boundary, late (solid) and early (dashed)."""
-    import matplotlib
+    """The probe figure as PNG bytes."""
+    buffer = io.BytesIO()
+    probe_figure(results, motion_boundary, num_train_timesteps).savefig(buffer, format="png")
+    return buffer.getvalue()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, motion_axis = plt.subplots(figsize=(7, 4), dpi=100)
+def probe_figure(results: list[WindowResult], motion_boundary: Optional[float], num_train_timesteps: int):
+    """Figure of motion and appearance (mean ± spread over seeds) against the window boundary, late
+    (solid) and early (dashed); t* marked, or "t* undefined"; each y axis spans its score's range;
+    the legend sits below the axes, off the data. Built on a ``Figure`` (no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    motion_axis = figure.add_subplot(1, 1, 1)
     appearance_axis = motion_axis.twinx()
     for kind, style in (("late", "-"), ("early", "--")):
         rows = sorted((r for r in results if r.kind == kind), key=lambda r: r.boundary)
+        x = np.array([r.boundary for r in rows], dtype=float)
         label = "new prompt on t < b" if kind == "late" else "new prompt on t ≥ b"
-        motion_axis.plot([r.boundary for r in rows], [r.motion for r in rows], style, marker="o", color="tab:blue",
-                         label=f"motion M ({label})")
-        appearance_axis.plot([r.boundary for r in rows], [r.appearance for r in rows], style, marker="s",
-                             color="tab:orange", label=f"appearance A ({label})")
+        for axis, values, spread, colour, marker, name in (
+                (motion_axis, [r.motion for r in rows], [r.motion_std for r in rows], "tab:blue", "o", "motion M"),
+                (appearance_axis, [r.appearance for r in rows], [r.appearance_std for r in rows], "tab:orange", "s",
+                 "appearance A")):
+            values, spread = np.array(values), np.array(spread)
+            axis.plot(x, values, style, marker=marker, color=colour, label=f"{name} ({label})")
+            if spread.any():
+                axis.fill_between(x, values - spread, values + spread, color=colour, alpha=0.15, linewidth=0)
     if motion_boundary is not None:
         motion_axis.axvline(motion_boundary, color="grey", linestyle=":", label=f"t* ≈ {motion_boundary:.0f}")
+    else:
+        motion_axis.text(0.5, 0.5, "t* undefined: no motion drop", transform=motion_axis.transAxes, ha="center",
+                         va="center", color="grey", fontsize=11, alpha=0.8)
     motion_axis.set_xlim(0, num_train_timesteps)
+    motion_axis.set_ylim(-1.05, 1.05)  # motion fidelity lies in [−1, 1]
+    appearance_axis.set_ylim(0, 100)  # CLIP text–frame score lies in [0, 100]
     motion_axis.set_xlabel("window boundary b (training timesteps)")
     motion_axis.set_ylabel("motion fidelity to the reference", color="tab:blue")
     appearance_axis.set_ylabel("CLIP score with the new prompt", color="tab:orange")
     handles = motion_axis.get_legend_handles_labels()[0] + appearance_axis.get_legend_handles_labels()[0]
     labels = motion_axis.get_legend_handles_labels()[1] + appearance_axis.get_legend_handles_labels()[1]
-    motion_axis.legend(handles, labels, fontsize=7, loc="best", framealpha=0.7)
-    motion_axis.set_title("Motion-encoding probe")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    seeds = results[0].num_seeds if results else 1
+    motion_axis.set_title(f"Motion-encoding probe (mean ± spread over {seeds} seed(s))")
+    figure.subplots_adjust(left=0.1, right=0.88, top=0.92, bottom=0.32)
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+    return figure

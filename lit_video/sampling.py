@@ -8,13 +8,27 @@ training-axis timestep, so they do not depend on the number of inference steps.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 
 from lit_video.components import VideoDiffusionComponents
 from lit_video.ddim import DDIMSchedule, Denoiser, ddim_sample
 from lit_video.lora import lora_enabled
+
+
+LoraMode = Literal["off", "all", "windowed"]
+
+
+def lora_schedule(mode: LoraMode, motion_boundary: int) -> Callable[[int], bool]:
+    """timestep → LoRA on? ``off``: never (the base model); ``all``: every step; ``windowed``: t ≥ t*."""
+    if mode == "off":
+        return lambda t: False
+    if mode == "all":
+        return lambda t: True
+    if mode == "windowed":
+        return lambda t: int(t) >= motion_boundary
+    raise ValueError(f"unknown LoRA mode {mode!r}: use 'off', 'all' or 'windowed'")
 
 
 def guided_denoiser(components: VideoDiffusionComponents, text_for_step: Callable[[int], torch.Tensor],

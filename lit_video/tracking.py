@@ -1,12 +1,19 @@
 """Point trackers for the motion fidelity score: a pluggable interface and a weight-free default.
 
-``PatchMatchTracker`` follows each query point frame to frame by coarse-to-fine patch matching
-(sum of squared differences over a search window at each pyramid level, a small penalty on
-displacement so textureless patches stay put, parabolic sub-pixel refinement). It needs no
-weights; for real evaluations subclass ``PointTracker`` around CoTracker loaded from a local
-checkpoint and select it by ``class_path`` in the probe config.
+``LucasKanadeTracker`` (the default) follows each query point frame to frame with pyramidal
+Lucas–Kanade (Bouguet's formulation): on every level of a Gaussian pyramid, Gauss–Newton steps
+minimise the squared difference between a window around the point in frame f and the shifted
+window in frame f+1. Two frames that are equal give a residual of exactly zero, so the update is
+exactly zero on every level: still frames report no motion, bit for bit. A step is kept only if
+the window has texture (the smaller eigenvalue of the structure tensor, per pixel, above
+``min_eigenvalue``) and the forward–backward check passes (tracking f+1 → f from the found
+position lands within ``forward_backward_threshold`` pixels of the start); otherwise the point
+holds its position and the step is marked invalid, and the motion fidelity score ignores it.
 
-Shape legend: F frames, N points, H/W height/width, K patch or search offsets.
+Learned trackers plug in through ``PointTracker`` (``class_path`` in the probe config); see
+``lit_video.cotracker.CoTrackerTracker`` for CoTracker from a local checkpoint.
+
+Shape legend: F frames, N points, H/W height/width, K window offsets, L pyramid levels.
 """
 
 from __future__ import annotations
@@ -24,6 +31,16 @@ class PointTracker(abc.ABC):
     def track(self, video_F3HW: torch.Tensor, queries_N2: torch.Tensor) -> torch.Tensor:
         """Positions (x, y) of every query point in every frame."""
 
+    def track_with_validity(self, video_F3HW: torch.Tensor,
+                            queries_N2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (F, N, 2) and whether each frame-to-frame step (F−1, N) is trusted.
+
+        The default trusts every step; trackers that can tell (occlusion, forward–backward
+        failure, no texture) override this.
+        """
+        tracks_FN2 = self.track(video_F3HW, queries_N2)
+        return tracks_FN2, torch.ones(tracks_FN2.shape[0] - 1, tracks_FN2.shape[1], dtype=torch.bool)
+
 
 def grid_queries(height: int, width: int, grid_size: int, margin_fraction: float = 0.1) -> torch.Tensor:
     """``grid_size``² query points (x, y) evenly spread inside the frame, away from the borders."""
@@ -33,10 +50,11 @@ def grid_queries(height: int, width: int, grid_size: int, margin_fraction: float
     return torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)
 
 
-def _offsets(radius: int) -> torch.Tensor:
+def window_offsets(radius: int) -> torch.Tensor:
+    """(K, 2) integer offsets (x, y) of a (2r+1)² window."""
     steps = torch.arange(-radius, radius + 1, dtype=torch.float32)
     dy, dx = torch.meshgrid(steps, steps, indexing="ij")
-    return torch.stack([dx.flatten(), dy.flatten()], dim=-1)  # (K, 2) as (x, y)
+    return torch.stack([dx.flatten(), dy.flatten()], dim=-1)
 
 
 def sample_points(image_HW: torch.Tensor, points_NK2: torch.Tensor) -> torch.Tensor:
@@ -44,84 +62,130 @@ def sample_points(image_HW: torch.Tensor, points_NK2: torch.Tensor) -> torch.Ten
     height, width = image_HW.shape
     grid = torch.stack([2 * points_NK2[..., 0] / max(width - 1, 1) - 1,
                         2 * points_NK2[..., 1] / max(height - 1, 1) - 1], dim=-1)
-    return F.grid_sample(image_HW[None, None], grid[None], mode="bilinear", padding_mode="border",
-                         align_corners=True)[0, 0]
+    return F.grid_sample(image_HW[None, None], grid[None].to(image_HW.dtype), mode="bilinear",
+                         padding_mode="border", align_corners=True)[0, 0]
 
 
-class PatchMatchTracker(PointTracker):
-    """Weight-free tracker: coarse-to-fine SSD patch matching between consecutive frames.
+def grey_frames(video_F3HW: torch.Tensor) -> torch.Tensor:
+    """Luma (F, H, W) in float32 from RGB in [0, 1]."""
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32)
+    return torch.einsum("fchw,c->fhw", video_F3HW.float(), weights)
+
+
+def _gaussian_blur(images_FHW: torch.Tensor, sigma: float) -> torch.Tensor:
+    if sigma <= 0:
+        return images_FHW
+    radius = max(1, int(round(2.5 * sigma)))
+    taps = torch.arange(-radius, radius + 1, dtype=images_FHW.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = images_FHW[:, None]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return x[:, 0]
+
+
+def _gradients(images_FHW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central-difference image gradients (x, y), one-sided at the borders."""
+    padded = F.pad(images_FHW[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    grad_x = 0.5 * (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2])
+    grad_y = 0.5 * (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1])
+    return grad_x, grad_y
+
+
+class LucasKanadeTracker(PointTracker):
+    """Weight-free tracker: pyramidal Lucas–Kanade with texture and forward–backward checks.
 
     Args:
-        patch_radius: Half-size of the matched patch (patch side 2r+1) at each level.
-        search_radius: Half-size of the integer search window at each level, in that level's pixels.
-        pyramid_levels: Levels of the 2× image pyramid; motion up to about
-            ``search_radius · (2^levels − 1)`` pixels per frame is found.
-        displacement_penalty: Cost added per squared pixel of displacement, relative to the
-            patch's contrast, when picking the best integer offset, so flat regions report no
-            motion (the sub-pixel fit uses the plain cost).
+        window_radius: Half-size of the matched window (side 2r+1), in each level's pixels.
+        pyramid_levels: Levels of the 2× Gaussian pyramid (motion up to about
+            ``window_radius · 2^(levels−1)`` pixels per frame is followed); a level is built only
+            while its shorter side is at least 4 window radii.
+        iterations: Gauss–Newton steps per level.
+        smoothing_sigma: Gaussian blur (pixels) applied to every frame before tracking; damps
+            sensor/compression noise.
+        min_eigenvalue: A step is trusted only if the structure tensor's smaller eigenvalue per
+            window pixel exceeds this (grey levels in [0, 1]); flat windows carry no motion signal.
+        forward_backward_threshold: A step is trusted only if tracking it back from the found
+            position returns within this many pixels of the start.
     """
 
-    def __init__(self, patch_radius: int = 3, search_radius: int = 5, pyramid_levels: int = 2,
-                 displacement_penalty: float = 1e-3) -> None:
-        self.patch_radius = patch_radius
-        self.search_radius = search_radius
+    def __init__(self, window_radius: int = 7, pyramid_levels: int = 3, iterations: int = 10,
+                 smoothing_sigma: float = 1.0, min_eigenvalue: float = 1e-5,
+                 forward_backward_threshold: float = 0.5) -> None:
+        if window_radius < 1 or pyramid_levels < 1 or iterations < 1:
+            from lit_video.errors import VideoInputError
+
+            raise VideoInputError(f"LucasKanadeTracker needs window_radius, pyramid_levels and iterations ≥ 1, got "
+                                  f"{window_radius}, {pyramid_levels}, {iterations}")
+        self.window_radius = window_radius
         self.pyramid_levels = pyramid_levels
-        self.displacement_penalty = displacement_penalty
+        self.iterations = iterations
+        self.smoothing_sigma = smoothing_sigma
+        self.min_eigenvalue = min_eigenvalue
+        self.forward_backward_threshold = forward_backward_threshold
 
-    @staticmethod
-    def _grey(video_F3HW: torch.Tensor) -> torch.Tensor:
-        weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32)
-        return torch.einsum("fchw,c->fhw", video_F3HW.float(), weights)
-
-    def _pyramid(self, image_HW: torch.Tensor) -> list[torch.Tensor]:
-        levels = [image_HW]
-        for _ in range(self.pyramid_levels - 1):
-            if min(levels[-1].shape) < 4 * (self.patch_radius + 1):
-                break
-            levels.append(F.avg_pool2d(levels[-1][None, None], 2)[0, 0])
+    def _pyramid(self, grey_FHW: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per level: (images, grad_x, grad_y), each (F, H_l, W_l); level 0 is full resolution."""
+        images = _gaussian_blur(grey_FHW, self.smoothing_sigma)
+        levels = []
+        for level in range(self.pyramid_levels):
+            if level > 0:
+                if min(images.shape[-2:]) // 2 < 4 * self.window_radius:  # the window must fit well inside
+                    break
+                images = F.avg_pool2d(_gaussian_blur(images, 1.0)[:, None], 2)[:, 0]
+            levels.append((images, *_gradients(images)))
         return levels
 
-    def _match(self, source_HW: torch.Tensor, target_HW: torch.Tensor, points_N2: torch.Tensor,
-               guess_N2: torch.Tensor) -> torch.Tensor:
-        """Displacement (N, 2) of each point's patch from source to target, starting from a guess."""
-        patch, search = _offsets(self.patch_radius), _offsets(self.search_radius)
-        template_NP = sample_points(source_HW, points_N2[:, None] + patch[None])
-        centres_NS2 = (points_N2 + guess_N2)[:, None] + search[None]
-        candidates_NSP2 = centres_NS2[:, :, None] + patch[None, None]
-        n, s, p, _ = candidates_NSP2.shape
-        candidates_NSP = sample_points(target_HW, candidates_NSP2.reshape(n, s * p, 2)).reshape(n, s, p)
-        cost_NS = (candidates_NSP - template_NP[:, None]).pow(2).mean(-1)
-        contrast_N = template_NP.var(-1) + 1e-6  # flat patch → tiny penalty that still breaks ties at 0
-        penalty_NS = self.displacement_penalty * contrast_N[:, None] * (guess_N2[:, None] + search[None]).pow(2).sum(-1)
-        best = (cost_NS + penalty_NS).argmin(-1)
-        displacement = guess_N2 + search[best]
-        side = 2 * self.search_radius + 1
-        row, col = best // side, best % side
-        for axis, index, stride, limit in ((0, col, 1, col), (1, row, side, row)):
-            inside = (limit > 0) & (limit < side - 1)
-            centre = cost_NS.gather(1, best[:, None])[:, 0]
-            minus = cost_NS.gather(1, (best - stride * inside.long())[:, None])[:, 0]
-            plus = cost_NS.gather(1, (best + stride * inside.long())[:, None])[:, 0]
-            curvature = minus - 2 * centre + plus
-            shift = torch.where(inside & (curvature > 1e-12), 0.5 * (minus - plus) / curvature.clamp_min(1e-12),
-                                torch.zeros_like(centre))
-            displacement[:, axis] += shift.clamp(-0.5, 0.5)
-        return displacement
+    def _step(self, levels, source: int, target: int, points_N2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Displacement (N, 2) of each point from frame ``source`` to ``target`` and its texture flag (N,)."""
+        offsets_K2 = window_offsets(self.window_radius)
+        displacement_N2 = torch.zeros_like(points_N2)
+        textured_N = torch.ones(points_N2.shape[0], dtype=torch.bool)
+        for level in reversed(range(len(levels))):
+            images, grad_x, grad_y = levels[level]
+            scale = 2.0 ** level
+            if level < len(levels) - 1:
+                displacement_N2 = displacement_N2 * 2
+            points = (points_N2 + 0.5) / scale - 0.5  # pixel centres under 2× average pooling
+            window_NK2 = points[:, None] + offsets_K2[None]
+            template_NK = sample_points(images[source], window_NK2)
+            gx_NK, gy_NK = sample_points(grad_x[source], window_NK2), sample_points(grad_y[source], window_NK2)
+            gxx, gxy, gyy = (gx_NK * gx_NK).sum(-1), (gx_NK * gy_NK).sum(-1), (gy_NK * gy_NK).sum(-1)
+            determinant = gxx * gyy - gxy * gxy
+            trace_half = 0.5 * (gxx + gyy)
+            min_eigenvalue = trace_half - torch.sqrt((trace_half ** 2 - determinant).clamp_min(0))
+            if level == 0:
+                textured_N = min_eigenvalue / offsets_K2.shape[0] > self.min_eigenvalue
+            safe = determinant.abs() > 1e-20
+            for _ in range(self.iterations):
+                residual_NK = sample_points(images[target], window_NK2 + displacement_N2[:, None]) - template_NK
+                bx, by = (residual_NK * gx_NK).sum(-1), (residual_NK * gy_NK).sum(-1)
+                step_x = torch.where(safe, -(gyy * bx - gxy * by) / determinant.where(safe, 1.0), 0.0)
+                step_y = torch.where(safe, -(gxx * by - gxy * bx) / determinant.where(safe, 1.0), 0.0)
+                displacement_N2 = displacement_N2 + torch.stack([step_x, step_y], dim=-1)
+        return displacement_N2, textured_N
 
     @torch.no_grad()
-    def track(self, video_F3HW: torch.Tensor, queries_N2: torch.Tensor) -> torch.Tensor:
-        grey = self._grey(video_F3HW)
+    def track_with_validity(self, video_F3HW: torch.Tensor,
+                            queries_N2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grey_FHW = grey_frames(video_F3HW)
+        height, width = grey_FHW.shape[1:]
+        levels = self._pyramid(grey_FHW)
         positions = [queries_N2.float()]
-        for index in range(grey.shape[0] - 1):
-            source, target = self._pyramid(grey[index]), self._pyramid(grey[index + 1])
-            displacement = torch.zeros_like(positions[-1])
-            for level in reversed(range(len(source))):
-                scale = 2.0 ** level
-                points = (positions[-1] + 0.5) / scale - 0.5  # pixel centres under 2× average pooling
-                displacement = self._match(source[level], target[level], points, displacement / scale) * scale
-            height, width = grey.shape[1:]
-            moved = positions[-1] + displacement
-            moved[:, 0].clamp_(0, width - 1)
-            moved[:, 1].clamp_(0, height - 1)
-            positions.append(moved)
-        return torch.stack(positions)
+        valid = []
+        for frame in range(grey_FHW.shape[0] - 1):
+            start_N2 = positions[-1]
+            forward_N2, textured_N = self._step(levels, frame, frame + 1, start_N2)
+            found_N2 = start_N2 + forward_N2
+            backward_N2, _ = self._step(levels, frame + 1, frame, found_N2)
+            round_trip_N = (forward_N2 + backward_N2).norm(dim=-1)
+            inside_N = ((found_N2[:, 0] >= 0) & (found_N2[:, 0] <= width - 1)
+                        & (found_N2[:, 1] >= 0) & (found_N2[:, 1] <= height - 1))
+            ok_N = textured_N & inside_N & (round_trip_N <= self.forward_backward_threshold) & forward_N2.isfinite().all(-1)
+            positions.append(torch.where(ok_N[:, None], found_N2, start_N2))
+            valid.append(ok_N)
+        return torch.stack(positions).float(), torch.stack(valid)
+
+    def track(self, video_F3HW: torch.Tensor, queries_N2: torch.Tensor) -> torch.Tensor:
+        return self.track_with_validity(video_F3HW, queries_N2)[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -16,14 +17,27 @@ from lit_video.errors import VideoInputError
 FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
-def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """All frames of a video file or a folder of frames (sorted by name) and its fps (8 for folders)."""
+def read_video(path: str | Path, start_frame: int = 0, num_frames: Optional[int] = None, frame_stride: int = 1,
+               cover_size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, float]:
+    """Frames ``start_frame, start_frame + stride, …`` (``num_frames`` of them; ``None``: to the end)
+    of a video file or a folder of frames (sorted by name), and the file's fps (8 for folders).
+
+    Only the frames asked for are converted and kept: decoding starts from the key frame before
+    ``start_frame`` (a seek) and stops after the last frame needed. ``cover_size`` (height, width)
+    resizes each frame while decoding to the smallest size covering it with the aspect ratio kept
+    (``frames_to_tensor`` then only centre-crops), so memory is ``num_frames`` small frames, never
+    the whole clip at its own resolution. Fewer frames than asked are returned when the clip ends.
+    """
     path = Path(path)
     if not path.exists():
         raise VideoInputError(f"reference video {path} does not exist: set data.video_path to an mp4/webm/gif "
                               "file or a folder of frames")
+    if start_frame < 0 or frame_stride < 1 or (num_frames is not None and num_frames < 1):
+        raise VideoInputError(f"need start_frame ≥ 0, frame_stride ≥ 1, num_frames ≥ 1; got {start_frame}, "
+                              f"{frame_stride}, {num_frames}")
+    wanted = range(start_frame, start_frame + num_frames * frame_stride if num_frames else 1 << 62, frame_stride)
     if path.is_dir():
-        return _read_frame_folder(path), 8.0
+        return _read_frame_folder(path, wanted, cover_size), 8.0
     import av
 
     try:
@@ -32,31 +46,107 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
                 raise VideoInputError(f"{path} contains no video stream: give data.video_path a video "
                                       "(mp4, webm, gif) or a folder of frames")
             stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
             fps = float(stream.average_rate or stream.guessed_rate or 8)
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            frames = _decode_frames(container, stream, fps, wanted, cover_size)
     except VideoInputError:
         raise
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise VideoInputError(f"cannot decode {path} as a video ({error}): give data.video_path a readable "
                               "mp4/webm/gif file or a folder of frames") from None
     if not frames:
-        raise VideoInputError(f"{path} decodes to zero frames: re-encode it or pick another clip")
+        raise VideoInputError(f"{path} decodes to zero frames from frame {start_frame} on: re-encode it, lower "
+                              "data.start_frame or pick another clip")
     return np.stack(frames), fps
 
 
-def _read_frame_folder(folder: Path) -> np.ndarray:
+def cover_shape(height: int, width: int, target: tuple[int, int]) -> tuple[int, int]:
+    """Smallest (h, w) with the aspect ratio of ``height × width`` that covers ``target`` (h, w)."""
+    scale = max(target[0] / height, target[1] / width)
+    return max(target[0], round(height * scale)), max(target[1], round(width * scale))
+
+
+def _frame_index(frame, stream, fps: float) -> Optional[int]:
+    if frame.pts is None or stream.time_base is None:
+        return None
+    start = stream.start_time or 0
+    return int(round(float((frame.pts - start) * stream.time_base) * fps))
+
+
+def _decode_frames(container, stream, fps: float, wanted: range, cover_size: Optional[tuple[int, int]]) -> list:
+    size = None
+    if cover_size is not None:
+        size = cover_shape(stream.codec_context.height, stream.codec_context.width, cover_size)
+    seeked = False
+    if wanted.start > 0 and stream.time_base is not None and fps > 0:
+        target = int(wanted.start / fps / stream.time_base) + (stream.start_time or 0)
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            seeked = True
+        except av_errors():  # not seekable: decode from the start
+            seeked = False
+    frames, first = [], True
+    for counter, frame in enumerate(container.decode(stream)):
+        index = _frame_index(frame, stream, fps) if seeked else counter
+        if seeked and first and (index is None or index > wanted.start):
+            # no timestamps, or the seek landed past the first frame wanted: decode from the start instead
+            container.seek(0)
+            return _decode_frames_plain(container, stream, wanted, size)
+        first = False
+        if index >= wanted.stop:
+            break
+        if index < wanted.start or (index - wanted.start) % wanted.step:
+            continue
+        frames.append(_to_rgb(frame, size))
+        if index + wanted.step >= wanted.stop:
+            break
+    return frames
+
+
+def av_errors() -> tuple[type[BaseException], ...]:
+    import av
+
+    return (av.FFmpegError, OSError, ValueError)
+
+
+def _decode_frames_plain(container, stream, wanted: range, size) -> list:
+    frames = []
+    for index, frame in enumerate(container.decode(stream)):
+        if index >= wanted.stop:
+            break
+        if index >= wanted.start and not (index - wanted.start) % wanted.step:
+            frames.append(_to_rgb(frame, size))
+    return frames
+
+
+def _to_rgb(frame, size: Optional[tuple[int, int]]) -> np.ndarray:
+    if size is None or size == (frame.height, frame.width):
+        return frame.to_ndarray(format="rgb24")
+    return frame.to_ndarray(format="rgb24", width=size[1], height=size[0], interpolation="AREA")
+
+
+def _read_frame_folder(folder: Path, wanted: range, cover_size: Optional[tuple[int, int]]) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
     if not files:
         raise VideoInputError(f"folder {folder} has no frame images ({', '.join(sorted(FRAME_SUFFIXES))}): put "
                               "the frames there as numbered images or point data.video_path at a video file")
+    picked = files[wanted.start:min(wanted.stop, len(files)):wanted.step]
+    if not picked:
+        raise VideoInputError(f"folder {folder} has {len(files)} frames, none from frame {wanted.start} on: lower "
+                              "data.start_frame")
     frames = []
-    for file in files:
+    for file in picked:
         try:
-            frames.append(np.asarray(Image.open(file).convert("RGB")))
+            image = Image.open(file).convert("RGB")
         except (UnidentifiedImageError, OSError) as error:
             raise VideoInputError(f"cannot read frame {file} ({error}): remove or replace it") from None
+        if cover_size is not None:
+            height, width = cover_shape(image.height, image.width, cover_size)
+            if (height, width) != (image.height, image.width):
+                image = image.resize((width, height), Image.BILINEAR, reducing_gap=None)
+        frames.append(np.asarray(image))
     if len({f.shape for f in frames}) != 1:
         raise VideoInputError(f"frames in {folder} differ in size: resize them to one resolution")
     return np.stack(frames)

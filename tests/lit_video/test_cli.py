@@ -8,9 +8,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cli import main
 from lit_video.data import ReferenceVideoDataModule
+from lit_video.callbacks import ExportLoRA
 from lit_video.module import MotionCustomizationModule
 
-from conftest import REAL_CLIP, REPO_ROOT
+from tests.lit_video.helpers import REAL_CLIP, REPO_ROOT
 
 TINY = str(REPO_ROOT / "configs/video/tiny.yaml")
 
@@ -19,13 +20,13 @@ def fit(tmp_path, *extra):
     main(["fit", "--config", TINY, "--trainer.default_root_dir", str(tmp_path),
           "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
           "--trainer.log_every_n_steps", "1", "--model.init_args.lora_rank", "4",
-          "--model.init_args.num_inference_steps", "3", "--data.init_args.num_frames", "4",
+          "--trainer.callbacks.init_args.num_inference_steps", "3", "--data.init_args.num_frames", "4",
           "--data.init_args.height", "32", "--data.init_args.width", "32",
           "--data.init_args.generated_clip_dir", str(tmp_path / "clip"), *extra])
 
 
 def test_cli_fit_writes_gif_summaries_scalars_lora_and_lean_checkpoint(tmp_path):
-    fit(tmp_path, "--trainer.max_steps", "3", "--model.init_args.sample_every_n_steps", "2")
+    fit(tmp_path, "--trainer.max_steps", "3", "--trainer.callbacks.init_args.every_n_steps", "2")
     [run] = list(tmp_path.glob("tiny/version_*"))
     events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0}).Reload()
     assert {"train/loss", "train/lr", "train/timestep"} <= set(events.Tags()["scalars"])
@@ -38,6 +39,11 @@ def test_cli_fit_writes_gif_summaries_scalars_lora_and_lean_checkpoint(tmp_path)
     gif = Image.open(io.BytesIO(samples[-1].encoded_image_string))
     assert gif.format == "GIF" and gif.n_frames == 4 and gif.size == (32, 32)
     assert (run / "samples" / "step_000003" / "a_red_square_moving_right.mp4").is_file()
+    fidelity = events.Scalars("val/motion_fidelity")  # the VideoSamples callback, at each sampling step
+    assert [e.step for e in fidelity] == [2, 3] and all(-1 <= e.value <= 1 for e in fidelity)
+    assert [e.step for e in events.Scalars("val/motion_fidelity/a_red_square_moving_right")] == [2, 3]
+    reference = Image.open(io.BytesIO(events.Images("samples/reference")[0].encoded_image_string))
+    assert abs(reference.info["duration"] - 125) <= 10  # the demo clip's 8 fps ÷ stride 1 (GIF: 10 ms units)
     assert (run / "lora" / "pytorch_lora_weights.safetensors").is_file()
     [checkpoint_path] = list(run.glob("checkpoints/*.ckpt"))
     checkpoint = torch.load(checkpoint_path, weights_only=False)
@@ -56,10 +62,10 @@ def test_real_clip_loads_and_trains(tmp_path):
     data = ReferenceVideoDataModule("a man talking on a phone in a moving car", str(REAL_CLIP), num_frames=4,
                                     frame_stride=8, height=32, width=40, steps_per_epoch=2)
     assert data.video_CFHW.shape == (3, 4, 32, 40) and data.fps == pytest.approx(29.97, abs=0.01)
-    module = MotionCustomizationModule(lora_rank=4, num_inference_steps=2,
-                                       lora_output_path=str(tmp_path / "lora.safetensors"))
+    module = MotionCustomizationModule(lora_rank=4)
     trainer = Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+                      enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path,
+                      callbacks=[ExportLoRA(str(tmp_path / "lora.safetensors"))])
     trainer.fit(module, datamodule=data)
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])
 

@@ -7,7 +7,7 @@ from lit_video.components import ComponentsSpec, TinyComponentsConfig, build_com
 from lit_video.errors import VideoInputError
 from lit_video.probe import MotionEncodingProbe
 
-from conftest import small_latents
+from tests.lit_video.helpers import small_latents
 
 
 @pytest.mark.parametrize("unet_kind", ["unet3d", "motion"])

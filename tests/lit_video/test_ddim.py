@@ -6,7 +6,7 @@ from lit_video.components import ddim_scheduler
 from lit_video.ddim import DDIMSchedule, ddim_invert, ddim_inverse_step, ddim_sample, ddim_step
 from lit_video.sampling import guided_denoiser
 
-from conftest import small_latents
+from tests.lit_video.helpers import small_latents
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])

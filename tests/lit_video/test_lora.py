@@ -8,7 +8,7 @@ from lit_video.components import ComponentsSpec, TinyComponentsConfig, build_com
 from lit_video.lora import (PRESET_PATTERNS, inject_lora, load_lora_with_diffusers, lora_enabled, lora_is_enabled,
                             lora_layers, lora_parameters, save_lora_safetensors, target_module_names)
 
-from conftest import small_latents
+from tests.lit_video.helpers import small_latents
 
 EXPECTED_LAYERS = {  # tiny UNet3D: 5 temporal transformers (transformer_in + 4), 4 spatial ones
     "temporal_attn": 5 * 8, "temporal_attn1": 5 * 4, "temporal_all": 5 * 12, "spatial_all": 4 * 12}

@@ -2,6 +2,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
+from lit_video.callbacks import ExportLoRA
 from lit_video.components import ComponentsSpec
 from lit_video.data import ReferenceVideoDataModule
 from lit_video.lora import lora_is_enabled
@@ -9,7 +10,7 @@ from lit_video.module import MotionCustomizationModule, appearance_debiased_mse
 
 
 def tiny_module(**kwargs) -> MotionCustomizationModule:
-    defaults = dict(components=ComponentsSpec(), lora_rank=4, num_inference_steps=10, guidance_scale=3.0)
+    defaults = dict(components=ComponentsSpec(), lora_rank=4)
     return MotionCustomizationModule(**{**defaults, **kwargs})
 
 
@@ -30,8 +31,8 @@ def test_only_preset_lora_trains_and_changes_after_a_step(tmp_path, preset):
     assert all(".attentions." in n for n in spatial)
     before = {n: p.detach().clone() for n, p in module.named_parameters()}
     trainer = Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
-    module.hparams.lora_output_path = str(tmp_path / "lora.safetensors")
+                      enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path,
+                      callbacks=[ExportLoRA(str(tmp_path / "lora.safetensors"))])
     trainer.fit(module, datamodule=tiny_data(tmp_path))
     changed = {n for n, p in module.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert changed == names  # every LoRA tensor moved, nothing else did
@@ -79,7 +80,8 @@ def test_lora_active_exactly_on_motion_steps_during_sampling(preset):
     seen: list[tuple[int, bool]] = []
     hook = module.components.unet.register_forward_pre_hook(
         lambda unet, args: seen.append((int(args[1][0]), lora_is_enabled(unet))))
-    videos = module.sample(["a blue disc"], num_frames=2, height=16, width=16, num_inference_steps=10)
+    videos = module.sample(["a blue disc"], num_frames=2, height=16, width=16, num_inference_steps=10,
+                           guidance_scale=3.0)
     hook.remove()
     assert videos.shape == (1, 3, 2, 16, 16) and videos.abs().max() <= 1
     assert [t for t, _ in seen] == [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]  # one CFG-batched call each
