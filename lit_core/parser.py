@@ -28,6 +28,8 @@ EXPECTED = re.compile(r"^Expected an? (?P<type>.+)$")
 GIVEN_VALUE = re.compile(r"^Given value: (?P<value>.*)$")
 NO_ATTRIBUTE = re.compile(r"^module '(?P<module>[^']+)' has no attribute '(?P<name>[^']+)'$")
 IMPORT_FAILED = re.compile(r"^No module named '(?P<module>[^']+)'")
+REQUIRED = re.compile(r"^the following arguments are required: (?P<keys>.+)$")
+NOISE = re.compile(r"^(Given value|Subtypes:|Does not validate against|Errors:$|Expected a <class 'NoneType'>)")
 
 
 class FrameworkArgumentParser(LightningArgumentParser):
@@ -65,6 +67,10 @@ def summarize_error(message: str, parser: Optional[LightningArgumentParser] = No
             return _unknown_key(_join(keys, f"{match['group']}.{match['key']}"), parser, class_path, keys)
         elif match := EXPECTED_GOT.match(line):
             return _bad_value(_join(keys), [match["type"]], match["value"])
+        elif match := REQUIRED.match(line):
+            missing = [_join(keys, key.strip().lstrip("-")) for key in match["keys"].split(",")]
+            return (f"missing required option{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(repr(key) for key in missing)}: set it in the config or with --{missing[0]}")
         elif match := NO_ATTRIBUTE.match(line) or IMPORT_FAILED.match(line):
             return _bad_class_path(_join(keys[:-1]), class_path, match)
         elif line == "Errors:":
@@ -72,7 +78,8 @@ def summarize_error(message: str, parser: Optional[LightningArgumentParser] = No
             given = next((m["value"] for m in map(GIVEN_VALUE.match, lines) if m), "?")
             if expected and not any(CLASS_PATH.match(rest) for rest in lines[index + 1:]):
                 return _bad_value(_join(keys), expected, given)
-    return " ".join(lines) if lines else message
+    kept = [line for line in lines if not NOISE.match(line)]
+    return " ".join(kept or lines) if lines else message
 
 
 def _join(keys: list[str], *more: str) -> str:
