@@ -4,6 +4,7 @@ training step."""
 from __future__ import annotations
 
 import glob
+import sys
 
 import pytest
 import yaml
@@ -26,7 +27,8 @@ def _fails(tmp_path, capsys, *extra: str) -> str:
 
 def _only_line(capsys, *args: str) -> str:
     """A parse error: stderr is exactly one line."""
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(SystemExit) as exit_info, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["lit"])  # else Lightning warns that pytest's own arguments are there too
         main(["fit", "--config", TINY_CONFIG, *args])
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
