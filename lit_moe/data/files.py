@@ -139,9 +139,11 @@ class LocalTextFiles(PackedTextDataModule):
         try:
             dataset = load_dataset(self.file_format, data_files=files, split="train")
         except (DatasetsError, ValueError, OSError) as error:  # pyarrow's parse errors are ValueErrors
-            cause = str(error).strip().splitlines()
+            while error.__cause__ is not None:  # datasets wraps the parser's own message
+                error = error.__cause__
+            lines = str(error).strip().splitlines()
             raise UserInputError(f"could not read {self.file_format} file(s) {files}: "
-                                 f"{cause[-1] if cause else type(error).__name__}") from None
+                                 f"{lines[-1] if lines else type(error).__name__}") from None
         if self.text_field not in dataset.column_names:
             raise UserInputError(f"column '{self.text_field}' not in {files} (columns: {dataset.column_names}); "
                                  "set data.text_field")

@@ -124,3 +124,10 @@ def test_validation_loss_falls_on_txt_files(tmp_path):
     val = [e.value for e in read_events(cli.trainer.logger.log_dir).Scalars("val/loss")]
     assert len(val) == 2
     assert val[1] < val[0] - 0.2, val  # seen here: 3.80 -> 3.42
+
+
+def test_a_malformed_json_lines_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"text": "fine"}\nnot json\n')
+    with pytest.raises(UserInputError, match=r"could not read json file\(s\) .*corpus.jsonl.*: JSON parse error"):
+        LocalTextFiles(train_files=[str(bad)]).documents
