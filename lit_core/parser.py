@@ -6,12 +6,14 @@ which class_path, which sub-key failed). ``FrameworkArgumentParser.error`` conde
 for a typo, the closest valid key or value; then it exits with code 2. Abbreviated options
 (``--model.init_args.config.num_expert`` for ``num_experts``) are refused: argparse's
 ``allow_abbrev`` is off for this parser and every class parser jsonargparse derives from it.
+``JSONARGPARSE_DEBUG=true`` brings back jsonargparse's full report.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
 import sys
 from typing import Iterable, NoReturn, Optional
@@ -40,7 +42,7 @@ class FrameworkArgumentParser(LightningArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
-        if not self.exit_on_error:  # a nested class parser: its caller reports
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):  # nested parser, or the full report asked for
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         print(f"error: {summarize_error(message, parser)}", file=sys.stderr, flush=True)
