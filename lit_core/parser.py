@@ -42,7 +42,8 @@ class FrameworkArgumentParser(LightningArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
-        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG", "").lower() == "true":  # nested parser, or the full report asked for
+        full_report = os.environ.get("JSONARGPARSE_DEBUG", "").lower() == "true"
+        if not self.exit_on_error or full_report:  # a nested class parser (its caller reports), or debugging
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         print(f"error: {summarize_error(message, parser)}", file=sys.stderr, flush=True)
