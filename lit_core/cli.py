@@ -43,8 +43,9 @@ class FrameworkCLI(LightningCLI):
         file is replaced by its kept previous version (one warning) or refused (one error) first."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        self._checked_ckpt_path = None
         if ckpt_path and Path(ckpt_path).exists():
-            self.config[subcommand]["ckpt_path"] = str(usable_checkpoint(ckpt_path))
+            self._checked_ckpt_path = self.config[subcommand]["ckpt_path"] = str(usable_checkpoint(ckpt_path))
         super()._parse_ckpt_path()
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
@@ -52,7 +53,8 @@ class FrameworkCLI(LightningCLI):
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         check_output_folders(self.trainer)
         if subcommand == "fit":  # per-run version folders; a readable checkpoint to resume from
-            kwargs["ckpt_path"] = prepare_run(self.trainer, kwargs.get("ckpt_path"))
+            checked = getattr(self, "_checked_ckpt_path", None)
+            kwargs["ckpt_path"] = prepare_run(self.trainer, kwargs.get("ckpt_path"), checked)
         return kwargs
 
     def _instantiate_trainer(self, config, callbacks):

@@ -6,12 +6,14 @@ which class_path, which sub-key failed). ``FrameworkArgumentParser.error`` conde
 for a typo, the closest valid key or value; then it exits with code 2. Abbreviated options
 (``--model.init_args.config.num_expert`` for ``num_experts``) are refused: argparse's
 ``allow_abbrev`` is off for this parser and every class parser jsonargparse derives from it.
+``JSONARGPARSE_DEBUG=true`` brings back jsonargparse's full report.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import re
 import sys
 from typing import Iterable, NoReturn, Optional
@@ -28,6 +30,8 @@ EXPECTED = re.compile(r"^Expected an? (?P<type>.+)$")
 GIVEN_VALUE = re.compile(r"^Given value: (?P<value>.*)$")
 NO_ATTRIBUTE = re.compile(r"^module '(?P<module>[^']+)' has no attribute '(?P<name>[^']+)'$")
 IMPORT_FAILED = re.compile(r"^No module named '(?P<module>[^']+)'")
+REQUIRED = re.compile(r"^the following arguments are required: (?P<keys>.+)$")
+NOISE = re.compile(r"^(Given value|Subtypes:|Does not validate against|Errors:$|Expected a <class 'NoneType'>)")
 
 
 class FrameworkArgumentParser(LightningArgumentParser):
@@ -38,7 +42,8 @@ class FrameworkArgumentParser(LightningArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
-        if not self.exit_on_error:  # a nested class parser: its caller reports
+        full_report = os.environ.get("JSONARGPARSE_DEBUG", "").lower() == "true"
+        if not self.exit_on_error or full_report:  # a nested class parser (its caller reports), or debugging
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         print(f"error: {summarize_error(message, parser)}", file=sys.stderr, flush=True)
@@ -65,6 +70,10 @@ def summarize_error(message: str, parser: Optional[LightningArgumentParser] = No
             return _unknown_key(_join(keys, f"{match['group']}.{match['key']}"), parser, class_path, keys)
         elif match := EXPECTED_GOT.match(line):
             return _bad_value(_join(keys), [match["type"]], match["value"])
+        elif match := REQUIRED.match(line):
+            missing = [_join(keys, key.strip().lstrip("-")) for key in match["keys"].split(",")]
+            return (f"missing required option{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(repr(key) for key in missing)}: set it in the config or with --{missing[0]}")
         elif match := NO_ATTRIBUTE.match(line) or IMPORT_FAILED.match(line):
             return _bad_class_path(_join(keys[:-1]), class_path, match)
         elif line == "Errors:":
@@ -72,7 +81,8 @@ def summarize_error(message: str, parser: Optional[LightningArgumentParser] = No
             given = next((m["value"] for m in map(GIVEN_VALUE.match, lines) if m), "?")
             if expected and not any(CLASS_PATH.match(rest) for rest in lines[index + 1:]):
                 return _bad_value(_join(keys), expected, given)
-    return " ".join(lines) if lines else message
+    kept = [line for line in lines if not NOISE.match(line)]
+    return " ".join(kept or lines) if lines else message
 
 
 def _join(keys: list[str], *more: str) -> str:

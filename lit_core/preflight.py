@@ -18,7 +18,8 @@ def output_folders(trainer: pl.Trainer) -> dict[str, str]:
     for index, logger in enumerate(trainer.loggers):
         save_dir = getattr(logger, "save_dir", None)
         if save_dir is not None:
-            option = "trainer.logger.init_args.save_dir" if len(trainer.loggers) == 1 else f"trainer.logger[{index}].save_dir"
+            single = len(trainer.loggers) == 1
+            option = "trainer.logger.init_args.save_dir" if single else f"trainer.logger[{index}].save_dir"
             folders.setdefault(str(save_dir), option)
     if not folders:
         folders[str(trainer.default_root_dir)] = "trainer.default_root_dir"

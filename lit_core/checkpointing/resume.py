@@ -21,6 +21,7 @@ started into the same ``save_dir``/``name`` never write the same file:
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import sys
 import zipfile
@@ -123,13 +124,17 @@ def global_step_of(checkpoint: Path) -> Optional[int]:
     """The checkpoint's ``global_step``, reading only its pickle (tensors stay memory-mapped)."""
     if checkpoint.is_dir():
         return None
-    state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=False)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError:  # objects beyond tensors and plain types: the step stays unknown
+        return None
     return state.get("global_step")
 
 
-def prepare_run(trainer: pl.Trainer, ckpt_path: Optional[str]) -> Optional[str]:
+def prepare_run(trainer: pl.Trainer, ckpt_path: Optional[str], checked: Optional[str] = None) -> Optional[str]:
     """Resolve ``ckpt_path`` (``last`` or a file) to a readable checkpoint and point the first logger
-    at the right version folder; returns the path to pass to ``trainer.fit``."""
+    at the right version folder; returns the path to pass to ``trainer.fit``. ``checked``: a path
+    that ``usable_checkpoint`` already accepted (not read again)."""
     logger = trainer.loggers[0] if trainer.loggers else None
     root = experiment_root(logger) if logger is not None else None
     resolved = ckpt_path
@@ -138,11 +143,13 @@ def prepare_run(trainer: pl.Trainer, ckpt_path: Optional[str]) -> Optional[str]:
         resolved = str(candidates[-1]) if candidates else None
         if resolved is None:
             rank_zero_info(f"--ckpt_path last: no {LAST} under {root}/version_*/checkpoints yet; starting from scratch")
-    if resolved not in (None, "last", "best", "hpc") and "://" not in str(resolved) and not str(resolved).startswith("registry:"):
+    local_file = resolved not in (None, "last", "best", "hpc") and "://" not in str(resolved) \
+        and not str(resolved).startswith("registry:")
+    if local_file and resolved != checked:
         resolved = str(usable_checkpoint(resolved))
     if root is None or logger._version is not None:  # the user chose the version
         return resolved
-    version = version_of(Path(resolved), root) if resolved not in (None, "last", "best", "hpc") else None
+    version = version_of(Path(resolved), root) if local_file else None
     if version is not None:
         logger._version = version
         step = global_step_of(Path(resolved))

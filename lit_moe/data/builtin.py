@@ -19,8 +19,12 @@ class BuiltinText(PackedTextDataModule):
         **kwargs: Tokenizer, packing and loader arguments of ``PackedTextDataModule``.
     """
 
-    def __init__(self, builtin_domains: list[str] = ["docs"], val_fraction: float = 0.1,  # noqa: B006 (jsonargparse needs a literal default)
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        builtin_domains: list[str] = ["docs"],  # noqa: B006 (jsonargparse needs a literal default)
+        val_fraction: float = 0.1,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if not 0.0 < val_fraction < 1.0:
             raise UserInputError(f"data.val_fraction={val_fraction} must lie strictly between 0 and 1")

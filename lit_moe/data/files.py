@@ -35,9 +35,11 @@ def infer_format(files: list[str]) -> str:
 def check_data_file(path: Path, file_format: str) -> None:
     """Cheap checks before any work: the file exists, is not empty and (text/json) is not binary."""
     if not path.is_file():
-        raise UserInputError(f"data file(s) not found: ['{path}']. Check the paths in data.train_files / data.val_files")
+        raise UserInputError(f"data file(s) not found: ['{path}']. Check the paths in data.train_files / "
+                             "data.val_files")
     if path.stat().st_size == 0:
-        raise UserInputError(f"data file {path} is empty: add text to it or remove it from data.train_files / data.val_files")
+        raise UserInputError(f"data file {path} is empty: add text to it or remove it from data.train_files / "
+                             "data.val_files")
     if file_format != "parquet":
         with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
@@ -103,7 +105,8 @@ class LocalTextFiles(PackedTextDataModule):
         self.val_files = [str(Path(f).expanduser()) for f in val_files or []]
         missing = [f for f in self.train_files + self.val_files if not Path(f).is_file()]
         if missing:
-            raise UserInputError(f"data file(s) not found: {missing}. Check the paths in data.train_files / data.val_files")
+            raise UserInputError(f"data file(s) not found: {missing}. Check the paths in data.train_files / "
+                                 "data.val_files")
         self.file_format = file_format or infer_format(self.train_files + self.val_files)
         self.text_field = text_field
         self.text_documents = text_documents
@@ -133,15 +136,17 @@ class LocalTextFiles(PackedTextDataModule):
         return self._rows_of(files)
 
     def _rows_of(self, files: list[str]) -> list[str]:
-        from datasets import load_dataset
-        from datasets.exceptions import DatasetsError
+        from datasets import load_dataset  # noqa: PLC0415 (slow import, only for json/parquet)
+        from datasets.exceptions import DatasetsError  # noqa: PLC0415
 
         try:
             dataset = load_dataset(self.file_format, data_files=files, split="train")
         except (DatasetsError, ValueError, OSError) as error:  # pyarrow's parse errors are ValueErrors
-            cause = str(error).strip().splitlines()
+            while error.__cause__ is not None:  # datasets wraps the parser's own message
+                error = error.__cause__
+            lines = str(error).strip().splitlines()
             raise UserInputError(f"could not read {self.file_format} file(s) {files}: "
-                                 f"{cause[-1] if cause else type(error).__name__}") from None
+                                 f"{lines[-1] if lines else type(error).__name__}") from None
         if self.text_field not in dataset.column_names:
             raise UserInputError(f"column '{self.text_field}' not in {files} (columns: {dataset.column_names}); "
                                  "set data.text_field")

@@ -42,9 +42,9 @@ class HubTextStream(PackedTextDataModule):
         return f"hub {self.hub_path}"
 
     def hub_texts(self, rank: int, world_size: int, validation: bool) -> Iterator[str]:
-        from datasets import load_dataset
-        from datasets.distributed import split_dataset_by_node
-        from datasets.exceptions import DatasetsError
+        from datasets import load_dataset  # noqa: PLC0415 (slow import, only when streaming)
+        from datasets.distributed import split_dataset_by_node  # noqa: PLC0415
+        from datasets.exceptions import DatasetsError  # noqa: PLC0415
 
         try:
             stream = load_dataset(self.hub_path, self.hub_name, split=self.hub_split, streaming=True)

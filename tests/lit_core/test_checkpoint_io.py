@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from lit_core.checkpointing import AtomicCheckpointIO
@@ -39,8 +40,6 @@ def test_peak_memory_of_a_save_stays_near_the_resident_size(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     numbers = json.loads(result.stdout.strip().splitlines()[-1])
     if "error" in numbers:
-        import pytest
-
         pytest.skip(numbers["error"])
     assert numbers["file_mib"] > 250
     assert numbers["peak_mib"] <= 1.1 * numbers["before_mib"] + 64, numbers

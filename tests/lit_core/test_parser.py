@@ -65,3 +65,15 @@ def test_a_typo_prints_one_stderr_line_from_the_shell():
     assert result.stderr.splitlines() == [
         "error: unknown option 'model.init_args.config.num_expert' of lit_moe.LanguageModelingModule "
         "(did you mean 'model.init_args.config.num_experts'?); see --help for the accepted options"]
+
+
+def test_a_missing_required_argument_names_its_full_key():
+    message = '''Parser key "data":
+  Does not validate against any of the Union subtypes
+  Errors:
+    - Problem with given class_path 'lit_moe.data.LocalTextFiles':
+        the following arguments are required: train_files
+    - Expected a <class 'NoneType'>
+  Given value: Namespace(class_path='lit_moe.data.LocalTextFiles')'''
+    assert summarize_error(message) == ("missing required option 'data.init_args.train_files': set it in the config "
+                                        "or with --data.init_args.train_files")

@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from lit_core.checkpointing import AtomicCheckpointIO
-from lit_core.checkpointing.resume import (checkpoint_problem, claim_next_version, last_checkpoints,
-                                           usable_checkpoint, version_of)
+from lit_core.checkpointing.resume import (
+    checkpoint_problem,
+    claim_next_version,
+    last_checkpoints,
+    usable_checkpoint,
+    version_of,
+)
 from lit_core.errors import UserInputError
 
 

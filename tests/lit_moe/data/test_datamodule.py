@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import lit_moe
+from lit_core.errors import UserInputError
 from lit_moe.data import BuiltinText, HubTextStream, LocalTextFiles, TextDataModule
 from lit_moe.data.corpus import builtin_documents, split_document, split_documents
 from lit_moe.data.packing import PackedSequences, StreamingPackedSequences, pack_documents
 from lit_moe.data.tokenizers import ByteTokenizer
-from lit_core.errors import UserInputError
 
 
 def test_builtin_split_is_deterministic_and_disjoint():

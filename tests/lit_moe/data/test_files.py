@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from pydoc_data.topics import topics
 
 import pytest
 import torch
@@ -20,8 +21,6 @@ EOS = ByteTokenizer.eos_id
 
 def real_texts(count: int = 6, topics_per_file: int = 4) -> list[str]:
     """Multi-line English prose: entries of CPython's reference documentation, a few per file."""
-    from pydoc_data.topics import topics
-
     names = sorted(topics)
     return ["\n\n".join(topics[name] for name in names[i * topics_per_file:(i + 1) * topics_per_file])
             for i in range(count)]
@@ -74,7 +73,8 @@ def test_txt_files_and_one_json_document_per_file_give_the_same_tokens(tmp_path)
 
 def test_separate_validation_files_are_whole_documents_too(tmp_path):
     texts = real_texts(count=4)
-    txt = LocalTextFiles(train_files=write_txt(tmp_path / "t", texts[:3]), val_files=write_txt(tmp_path / "v", texts[3:]))
+    txt = LocalTextFiles(train_files=write_txt(tmp_path / "t", texts[:3]),
+                         val_files=write_txt(tmp_path / "v", texts[3:]))
     jsonl = LocalTextFiles(train_files=[write_jsonl(tmp_path / "train.jsonl", texts[:3])],
                            val_files=[write_jsonl(tmp_path / "val.jsonl", texts[3:])])
     (txt_train, txt_val), (json_train, json_val) = txt.token_streams(), jsonl.token_streams()
@@ -105,22 +105,27 @@ def test_unusable_text_files_are_named(tmp_path, content, message):
     good.write_text("some text\n" * 10)
     bad.write_bytes(content)
     with pytest.raises(UserInputError, match=message) as error:
-        LocalTextFiles(train_files=[str(good), str(bad)]).documents
+        _ = LocalTextFiles(train_files=[str(good), str(bad)]).documents
     assert str(bad) in str(error.value)
 
 
 def test_validation_loss_falls_on_txt_files(tmp_path):
-    from pydoc_data.topics import topics
-
     names = sorted(topics)
     texts = ["\n\n".join(topics[n] for n in names[i::8]) for i in range(8)]  # all 79 topics, 8 files
     files = write_txt(tmp_path / "corpus", texts)
     cli = main(["fit", "--config", TINY_CONFIG,
-                *small_run_args(tmp_path, max_steps=60, **{"trainer.val_check_interval": "20",
-                                                           "trainer.limit_val_batches": "8",
+                *small_run_args(tmp_path, max_steps=40, **{"trainer.val_check_interval": "20",
+                                                           "trainer.limit_val_batches": "6",
                                                            "model.init_args.learning_rate": "0.005"}),
                 "--data", "lit_moe.data.LocalTextFiles", "--data.train_files", json.dumps(files)])
     assert cli.datamodule.text_documents == "file"
     val = [e.value for e in read_events(cli.trainer.logger.log_dir).Scalars("val/loss")]
-    assert len(val) == 3
-    assert val[0] > val[1] > val[2] and val[2] < val[0] - 0.3, val
+    assert len(val) == 2
+    assert val[1] < val[0] - 0.2, val  # seen here: 3.80 -> 3.42
+
+
+def test_a_malformed_json_lines_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_text('{"text": "fine"}\nnot json\n')
+    with pytest.raises(UserInputError, match=r"could not read json file\(s\) .*corpus.jsonl.*: JSON parse error"):
+        _ = LocalTextFiles(train_files=[str(bad)]).documents
