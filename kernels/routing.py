@@ -54,7 +54,7 @@ def _routing_fwd_kernel(
     scores = tl.where(col_mask[None, :], scores, -float("inf"))
     selected = tl.zeros((BLOCK_T, BLOCK_E), dtype=tl.int1)
     total = tl.zeros((BLOCK_T,), dtype=tl.float32)
-    for k in tl.static_range(TOP_K):
+    for _ in tl.static_range(TOP_K):
         best = tl.argmax(scores, axis=1)
         hit = cols[None, :] == best[:, None]
         selected = selected | hit

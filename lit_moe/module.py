@@ -4,11 +4,11 @@ update and non-finite-step skipping. Dashboards and router-gradient fidelity are
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
 from collections import defaultdict
-import dataclasses
 from dataclasses import replace
 from typing import Optional
 
@@ -183,7 +183,8 @@ class LanguageModelingModule(pl.LightningModule):
             return
         # --- end init_from_hf ------------------------------------------------------------------------
         if mesh is None:
-            self.model = parallelize(MoETransformer(self.config), activation_checkpointing=self.activation_checkpointing)
+            self.model = parallelize(MoETransformer(self.config),
+                                     activation_checkpointing=self.activation_checkpointing)
             return
         param_dtype = torch.bfloat16 if self.trainer.precision in ("bf16-mixed", "bf16-true") else None
         if not self.meta_init:
@@ -313,7 +314,8 @@ class LanguageModelingModule(pl.LightningModule):
         if saved_config is not None:
             saved_fields = vars(saved_config) if not isinstance(saved_config, dict) else saved_config
             differing = [f"{k}: checkpoint {saved_fields[k]!r} vs config {getattr(self.config, k)!r}"
-                         for k in saved_fields if hasattr(self.config, k) and saved_fields[k] != getattr(self.config, k)]
+                         for k in saved_fields
+                         if hasattr(self.config, k) and saved_fields[k] != getattr(self.config, k)]
 
         def shorten(items: list[str]) -> str:
             return ", ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")

@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 import torch
 from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointImpl, checkpoint_wrapper
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 from lit_moe.model.transformer import MoETransformer
 
@@ -34,10 +35,9 @@ def parallelize(model: MoETransformer, device_mesh=None, activation_checkpointin
         apply_activation_checkpointing(model)
     if device_mesh is None:
         return model
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
     mesh = device_mesh["data_parallel"] if device_mesh.mesh_dim_names else device_mesh
-    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype else MixedPrecisionPolicy()
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32) if param_dtype \
+        else MixedPrecisionPolicy()
     for block in model.blocks:
         fully_shard(block, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
@@ -47,10 +47,6 @@ def parallelize(model: MoETransformer, device_mesh=None, activation_checkpointin
 @contextmanager
 def unsharded(module: nn.Module) -> Iterator[nn.Module]:
     """Temporarily gather an FSDP2 unit's full parameters (no-op for unsharded modules)."""
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # pragma: no cover
-        FSDPModule = ()  # noqa: N806
     if isinstance(module, FSDPModule):
         module.unshard()
         try:

@@ -19,7 +19,7 @@ BUILTIN_DOMAINS = ("docs", "code")
 
 
 def python_docs_documents() -> list[str]:
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics  # noqa: PLC0415 (465k characters, loaded only when used)
 
     return [topics[name] for name in sorted(topics)]
 

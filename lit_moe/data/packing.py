@@ -42,8 +42,9 @@ class StreamingPackedSequences(IterableDataset):
     dataloader workers split that shard further by document index.
     """
 
-    def __init__(self, texts_for_shard: Callable[[int, int], Iterable[str]], encode: Callable[[list[str]], list[list[int]]],
-                 eos_id: Optional[int], seq_len: int, rank: int = 0, world_size: int = 1, docs_per_batch: int = 64) -> None:
+    def __init__(self, texts_for_shard: Callable[[int, int], Iterable[str]],
+                 encode: Callable[[list[str]], list[list[int]]], eos_id: Optional[int], seq_len: int, rank: int = 0,
+                 world_size: int = 1, docs_per_batch: int = 64) -> None:
         self.texts_for_shard = texts_for_shard
         self.encode = encode
         self.eos_id = eos_id

@@ -51,7 +51,7 @@ class HFTokenizer:
 
 def train_bpe(texts: list[str], vocab_size: int, cache_dir: str | Path) -> HFTokenizer:
     """Train (or load from the cache) a byte-level BPE on ``texts``; cached by corpus hash."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415 (only for bpe)
 
     digest = hashlib.sha256()
     for text in texts:
@@ -71,7 +71,7 @@ def train_bpe(texts: list[str], vocab_size: int, cache_dir: str | Path) -> HFTok
 
 def load_tokenizer_file(location: str) -> HFTokenizer:
     """A ``tokenizer.json`` file, or a folder that contains one (a local HF checkpoint)."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # noqa: PLC0415 (only for tokenizer files)
 
     path = Path(location).expanduser()
     if path.is_dir():

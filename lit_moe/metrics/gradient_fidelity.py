@@ -35,7 +35,8 @@ def _expert_scores(layer: MoELayer, x_TD: torch.Tensor, g_TD: torch.Tensor) -> t
         [(layer.experts.forward_expert(e, x_TD).float() * g_float).sum(-1) for e in range(layer.num_experts)], dim=1)
 
 
-def router_weight_gradients(layer: MoELayer, x_TD: torch.Tensor, g_TD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def router_weight_gradients(layer: MoELayer, x_TD: torch.Tensor,
+                            g_TD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(gradient under the layer's own router, gradient under the dense reference) w.r.t. W_router (fp32)."""
     x_TD, g_TD = x_TD.detach(), g_TD.detach()
     weight = layer.router.weight_ED.detach().clone().requires_grad_(True)

@@ -33,7 +33,8 @@ def slot_partners(dispatch: Dispatch, expert_idx_TK: torch.Tensor, num_experts: 
     """partners_SE[s, j] = 1 where j is another expert of slot s's token (multi-hot, K-1 ones a row)."""
     selected_TE = torch.zeros(expert_idx_TK.shape[0], num_experts, dtype=dtype, device=expert_idx_TK.device)
     selected_TE.scatter_(1, expert_idx_TK, 1.0)
-    return selected_TE.index_select(0, dispatch.token_of_slot_S).scatter_(1, dispatch.expert_of_slot_S.unsqueeze(1), 0.0)
+    partners_SE = selected_TE.index_select(0, dispatch.token_of_slot_S)
+    return partners_SE.scatter_(1, dispatch.expert_of_slot_S.unsqueeze(1), 0.0)
 
 
 @torch.no_grad()

@@ -20,9 +20,9 @@ from torch import nn
 
 from lit_moe.model.config import MoETransformerConfig
 from lit_moe.model.experts import Dispatch, SwiGLUExperts
-from lit_moe.model.shared_experts import build_shared_experts
 from lit_moe.model.router import Router, RouterOutput
 from lit_moe.model.routers import ROUTING_RULES, RoutingRule
+from lit_moe.model.shared_experts import build_shared_experts
 
 
 @dataclass

@@ -59,7 +59,8 @@ class Router(nn.Module):
         self.normalize_topk = normalize_topk
         self.use_bias_balancing = use_bias_balancing
         self.score_function = SCORE_FUNCTIONS[score_function]()
-        self.backend = backend if backend is not None and backend.fuses_routing and self.score_function.fusable else None
+        fusable = backend is not None and backend.fuses_routing and self.score_function.fusable
+        self.backend = backend if fusable else None
         self.weight_ED = nn.Parameter(torch.empty(num_experts, d_model))
         self.register_buffer("expert_bias_E", torch.zeros(num_experts))
         nn.init.normal_(self.weight_ED, std=0.02)

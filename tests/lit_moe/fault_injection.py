@@ -8,8 +8,8 @@ from typing import Optional
 
 import torch
 
-from lit_moe.module import LanguageModelingModule
 from lit_core.checkpointing import AtomicCheckpointIO
+from lit_moe.module import LanguageModelingModule
 
 
 class NaNInjectingModule(LanguageModelingModule):

@@ -13,6 +13,7 @@ import yaml
 from lit_core.cli import main
 from tests.lit_moe.cli_helpers import TINY_CONFIG, read_events, small_run_args
 
+
 def test_print_config_round_trip_reproduces_the_run(tmp_path, capsys):
     args = ["fit", "--config", TINY_CONFIG, *small_run_args(tmp_path, max_steps=2)]
     with pytest.raises(SystemExit) as exit_info:
