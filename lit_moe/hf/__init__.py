@@ -7,4 +7,4 @@ from lit_moe.hf.checkpoint import export_checkpoint, model_from_checkpoint
 from lit_moe.hf.load import config_from_folder, load_hf, load_weights_into
 from lit_moe.hf.save import save_hf, save_state_dict_hf
 
-__all__ = ["export_checkpoint", "model_from_checkpoint", "config_from_folder", "load_hf", "load_weights_into", "save_hf", "save_state_dict_hf"]
+__all__ = ["config_from_folder", "export_checkpoint", "load_hf", "load_weights_into", "model_from_checkpoint", "save_hf", "save_state_dict_hf"]

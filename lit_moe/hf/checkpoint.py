@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -64,14 +63,14 @@ def model_from_checkpoint(path: str | Path) -> MoETransformer:
     return model
 
 
-def export_checkpoint(checkpoint: str | Path, folder: str | Path, family: Optional[str] = None,
-                      tokenizer: Optional[str | Path] = None, dtype: Optional[torch.dtype] = None,
+def export_checkpoint(checkpoint: str | Path, folder: str | Path, family: str | None = None,
+                      tokenizer: str | Path | None = None, dtype: torch.dtype | None = None,
                       max_shard_size: int | str = "5GB") -> Path:
     """Write a Hugging Face folder (see ``save_hf``) from a Lightning checkpoint."""
     return save_hf(model_from_checkpoint(checkpoint), folder, family, tokenizer, dtype, max_shard_size)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("folder")

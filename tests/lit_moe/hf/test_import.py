@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from lit_moe.hf import load_hf
-from tests.lit_moe.hf.helpers import FAMILIES, VOCAB, hf_logits_and_topk, our_logits_and_topk, save_random_hf
+from tests.lit_moe.hf.helpers import (
+    FAMILIES,
+    VOCAB,
+    hf_logits_and_topk,
+    our_logits_and_topk,
+    save_random_hf,
+)
 
 pytest.importorskip("transformers")
 
