@@ -1,7 +1,7 @@
 """Export a Lightning checkpoint of ``LanguageModelingModule`` (a ``.ckpt`` file, or the directory of
 a sharded FSDP2 distributed checkpoint) as a Hugging Face folder.
 
-    python -m lit_moe.hf.checkpoint runs/moe_tiny/checkpoints/last.ckpt exported/ [--family qwen2_moe]
+    python -m lit_moe.hf runs/moe_tiny/checkpoints/last.ckpt exported/ [--family qwen2_moe] [--tokenizer DIR]
 """
 
 from __future__ import annotations
@@ -85,7 +85,3 @@ def main(argv: list[str] | None = None) -> None:
     except UserInputError as error:
         raise SystemExit(f"error: {error}") from None
     print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,6 @@ keeps the rows it owns.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +170,3 @@ def load_hf(folder: str | Path, dtype: torch.dtype | None = None, device: str | 
     init_buffers(model)
     stream_weights(model, checkpoint, entries)
     return model
-
-
-def replace_config(config: MoETransformerConfig, **changes: Any) -> MoETransformerConfig:
-    return dataclasses.replace(config, **changes)
