@@ -7,8 +7,7 @@ import os
 import random
 import time
 from collections import defaultdict
-import dataclasses
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Optional
 
 import lightning.pytorch as pl
@@ -345,7 +344,7 @@ class LanguageModelingModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_states"] = _capture_rng_states()
-        checkpoint["lit_moe_config"] = dataclasses.asdict(self.config)  # the resolved architecture (HF export)
+        checkpoint["lit_moe_config"] = asdict(self.config)  # the resolved architecture (HF export)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore RNG states; refuse a checkpoint of a different architecture, naming the keys."""

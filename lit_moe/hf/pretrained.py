@@ -6,7 +6,6 @@ the YAML ``model.init_args.config`` (so an imported OLMoE can be continued under
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,8 +69,3 @@ def build_from_hf(folder: str, config: MoETransformerConfig, parallelize: Callab
     else:
         load_weights_into(model, folder)
     return model
-
-
-def resolved_config_dict(config: MoETransformerConfig) -> dict:
-    """Plain-dict config stored in Lightning checkpoints (``export_checkpoint`` rebuilds the model from it)."""
-    return dataclasses.asdict(config)
