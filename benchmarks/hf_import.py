@@ -150,7 +150,7 @@ def main() -> None:
                              peak=statistics.median(r["peak_kb"] for r in runs) / 2**20,
                              growth=statistics.median(r["peak_kb"] - r["before_kb"] for r in runs) / 2**20)
     ours, theirs = summary["ours"], summary["transformers"]
-    print(f"\n| loader | load time (median) | peak RSS | RSS growth during load |\n|---|---:|---:|---:|")
+    print("\n| loader | load time (median) | peak RSS | RSS growth during load |\n|---|---:|---:|---:|")
     for kind in ("ours", "transformers"):
         s = summary[kind]
         print(f"| {kind} | {s['seconds']:.2f} s | {s['peak']:.2f} GiB | {s['growth']:.2f} GiB |")

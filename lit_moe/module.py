@@ -4,12 +4,11 @@ update and non-finite-step skipping. Dashboards and router-gradient fidelity are
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import random
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Optional
 
 import lightning.pytorch as pl
@@ -293,7 +292,7 @@ class LanguageModelingModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_states"] = _capture_rng_states()
-        checkpoint["lit_moe_config"] = dataclasses.asdict(self.config)  # the resolved architecture (HF export)
+        checkpoint["lit_moe_config"] = asdict(self.config)  # the resolved architecture (HF export)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore RNG states; refuse a checkpoint of a different architecture, naming the keys."""

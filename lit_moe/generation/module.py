@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import lightning.pytorch as pl
 import torch
@@ -31,9 +30,9 @@ class GenerationModule(pl.LightningModule):
         router: Override the checkpoint's router for generation (e.g. ``topk`` on a Default-MoE model).
     """
 
-    def __init__(self, source: str, tokenizer: Optional[str] = None, max_new_tokens: int = 64,
-                 temperature: float = 0.0, top_p: float = 0.9, seed: int = 0, output_file: Optional[str] = None,
-                 router: Optional[str] = None) -> None:
+    def __init__(self, source: str, tokenizer: str | None = None, max_new_tokens: int = 64,
+                 temperature: float = 0.0, top_p: float = 0.9, seed: int = 0, output_file: str | None = None,
+                 router: str | None = None) -> None:
         super().__init__()
         if not 0 < top_p <= 1:
             raise UserInputError(f"top_p={top_p} must lie in (0, 1]")
@@ -43,7 +42,7 @@ class GenerationModule(pl.LightningModule):
         self.model = self._load_model(router)
         self._results: list[dict] = []
 
-    def _load_tokenizer(self, spec: Optional[str]):
+    def _load_tokenizer(self, spec: str | None):
         from lit_moe.data.tokenizers import ByteTokenizer, load_tokenizer_file
 
         if spec == "byte":
@@ -55,7 +54,7 @@ class GenerationModule(pl.LightningModule):
             spec = self.source
         return load_tokenizer_file(spec)
 
-    def _load_model(self, router: Optional[str]):
+    def _load_model(self, router: str | None):
         overrides = {"router": router} if router else {}
         path = Path(self.source)
         if (path / "config.json").is_file():

@@ -5,15 +5,13 @@ Shape legend: B batch (1: prompts are decoded one at a time, no padding), S sequ
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from lit_moe.model import MoETransformer
 
 
 def sample_top_p(logits_V: torch.Tensor, top_p: float, temperature: float,
-                 generator: Optional[torch.Generator] = None) -> int:
+                 generator: torch.Generator | None = None) -> int:
     """Sample from the smallest set of most likely tokens whose probability reaches ``top_p``
     (the most likely token is always kept), at ``temperature``; ``temperature == 0`` is greedy."""
     if temperature <= 0:
@@ -28,7 +26,7 @@ def sample_top_p(logits_V: torch.Tensor, top_p: float, temperature: float,
 
 @torch.no_grad()
 def generate(model: MoETransformer, prompt_ids: list[int], max_new_tokens: int, temperature: float = 0.0,
-             top_p: float = 1.0, eos_id: Optional[int] = None, generator: Optional[torch.Generator] = None
+             top_p: float = 1.0, eos_id: int | None = None, generator: torch.Generator | None = None
              ) -> list[int]:
     """Continue ``prompt_ids`` by up to ``max_new_tokens`` tokens (stopping after ``eos_id``); the
     prompt is encoded once, then each new token costs one single-position forward over the cache."""

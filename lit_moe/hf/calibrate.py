@@ -11,7 +11,7 @@ calibrated value is what the EMA would converge to on this data with fixed weigh
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -20,7 +20,7 @@ from lit_moe.model import MoETransformer
 
 @torch.no_grad()
 def calibrate_default_vectors(model: MoETransformer, batches: Iterable[torch.Tensor],
-                              all_reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> int:
+                              all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> int:
     """Set every Default-MoE layer's ``default_vectors_ED`` to the mean raw expert outputs over
     ``batches`` (token tensors [B, S]); returns the number of batches used. Experts that received
     no token keep their current vector."""

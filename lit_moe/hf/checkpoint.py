@@ -1,14 +1,13 @@
 """Export a Lightning checkpoint of ``LanguageModelingModule`` (a ``.ckpt`` file, or the directory of
 a sharded FSDP2 distributed checkpoint) as a Hugging Face folder.
 
-    python -m lit_moe.hf.checkpoint runs/moe_tiny/checkpoints/last.ckpt exported/ [--family qwen2_moe]
+    python -m lit_moe.hf runs/moe_tiny/checkpoints/last.ckpt exported/ [--family qwen2_moe] [--tokenizer DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -64,14 +63,14 @@ def model_from_checkpoint(path: str | Path) -> MoETransformer:
     return model
 
 
-def export_checkpoint(checkpoint: str | Path, folder: str | Path, family: Optional[str] = None,
-                      tokenizer: Optional[str | Path] = None, dtype: Optional[torch.dtype] = None,
+def export_checkpoint(checkpoint: str | Path, folder: str | Path, family: str | None = None,
+                      tokenizer: str | Path | None = None, dtype: torch.dtype | None = None,
                       max_shard_size: int | str = "5GB") -> Path:
     """Write a Hugging Face folder (see ``save_hf``) from a Lightning checkpoint."""
     return save_hf(model_from_checkpoint(checkpoint), folder, family, tokenizer, dtype, max_shard_size)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("folder")
@@ -86,7 +85,3 @@ def main(argv: Optional[list[str]] = None) -> None:
     except UserInputError as error:
         raise SystemExit(f"error: {error}") from None
     print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,6 @@ HF tensor straight into its slice (no second copy of the model); export reads th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from lit_moe.hf.families.base import Family
 from lit_moe.model.config import MoETransformerConfig
@@ -20,8 +19,8 @@ from lit_moe.model.config import MoETransformerConfig
 class Entry:
     hf_key: str
     param: str  # our state-dict name
-    rows: Optional[tuple[int, int]] = None  # dim-0 slice of ``param``; None = the whole tensor
-    expert: Optional[int] = None  # stacked expert weights: param[expert] = hf.T
+    rows: tuple[int, int] | None = None  # dim-0 slice of ``param``; None = the whole tensor
+    expert: int | None = None  # stacked expert weights: param[expert] = hf.T
     scale: float = 1.0  # exported HF tensor = ours * scale (import divides); exact powers of two only
 
     def hf_shape(self, param_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -8,9 +8,8 @@ keeps the rows it owns.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,7 +86,9 @@ def write_slice(param: torch.Tensor, entry: Entry, hf_tensor: torch.Tensor) -> N
 def _local_rows(param: torch.Tensor) -> tuple[torch.Tensor, int]:
     """The locally stored tensor and the global index of its first row (FSDP2 shards dim 0)."""
     if hasattr(param, "to_local") and hasattr(param, "device_mesh"):
-        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+        from torch.distributed.tensor._utils import (
+            compute_local_shape_and_global_offset,
+        )
 
         _, offset = compute_local_shape_and_global_offset(param.shape, param.device_mesh, param.placements)
         if any(o != 0 for o in offset[1:]):
@@ -128,13 +129,13 @@ def init_buffers(model: nn.Module) -> None:
             module.router.expert_bias_E.zero_()
 
 
-def prepare(folder: str | Path, overrides: Optional[dict] = None) -> tuple[CheckpointFolder, Family, MoETransformerConfig]:
+def prepare(folder: str | Path, overrides: dict | None = None) -> tuple[CheckpointFolder, Family, MoETransformerConfig]:
     checkpoint = read_folder(folder)
     family = family_for(checkpoint.model_type)
     return checkpoint, family, _config(checkpoint, family, overrides or {})
 
 
-def load_weights_into(model: MoETransformer, folder: str | Path, checkpoint: Optional[CheckpointFolder] = None) -> None:
+def load_weights_into(model: MoETransformer, folder: str | Path, checkpoint: CheckpointFolder | None = None) -> None:
     """Validate the folder against ``model``'s config, then stream its weights into ``model`` (which may
     be FSDP2-sharded and materialised with ``to_empty``)."""
     checkpoint = checkpoint or read_folder(folder)
@@ -144,7 +145,7 @@ def load_weights_into(model: MoETransformer, folder: str | Path, checkpoint: Opt
     stream_weights(model, checkpoint, entries)
 
 
-def load_hf(folder: str | Path, dtype: Optional[torch.dtype] = None, device: str | torch.device = "cpu",
+def load_hf(folder: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
             **overrides: Any) -> MoETransformer:
     """Build ``MoETransformer`` from a local Hugging Face folder (``config.json`` + safetensors, sharded
     with an index or a single file) and load its weights.
@@ -169,7 +170,3 @@ def load_hf(folder: str | Path, dtype: Optional[torch.dtype] = None, device: str
     init_buffers(model)
     stream_weights(model, checkpoint, entries)
     return model
-
-
-def replace_config(config: MoETransformerConfig, **changes: Any) -> MoETransformerConfig:
-    return dataclasses.replace(config, **changes)

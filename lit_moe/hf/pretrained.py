@@ -6,9 +6,9 @@ the YAML ``model.init_args.config`` (so an imported OLMoE can be continued under
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -22,9 +22,9 @@ TRAINING_FIELDS = ("router", "default_beta", "default_mode", "aux_loss_coef", "z
                    "backend", "init_std")
 
 
-def pretrained_config(folder: Optional[str], yaml_config: MoETransformerConfig,
-                      tokenizer_vocab_size: Optional[int] = None,
-                      upcycle: Optional[UpcycleSpec] = None) -> MoETransformerConfig:
+def pretrained_config(folder: str | None, yaml_config: MoETransformerConfig,
+                      tokenizer_vocab_size: int | None = None,
+                      upcycle: UpcycleSpec | None = None) -> MoETransformerConfig:
     """The folder's architecture (upcycled to an MoE with ``upcycle``) with the YAML's training-side
     fields (``TRAINING_FIELDS``)."""
     if folder is None:
@@ -55,7 +55,7 @@ def check_tokenizer(folder: str, datamodule: Any) -> None:
 
 
 def build_from_hf(folder: str, config: MoETransformerConfig, parallelize: Callable[[MoETransformer], MoETransformer],
-                  device: torch.device, upcycle: Optional[UpcycleSpec] = None) -> MoETransformer:
+                  device: torch.device, upcycle: UpcycleSpec | None = None) -> MoETransformer:
     """Meta-build, shard (``parallelize``: FSDP2 or a no-op), materialise empty, stream the weights
     (as copies of the dense MLPs with ``upcycle``)."""
     with torch.device("meta"):
@@ -69,8 +69,3 @@ def build_from_hf(folder: str, config: MoETransformerConfig, parallelize: Callab
     else:
         load_weights_into(model, folder)
     return model
-
-
-def resolved_config_dict(config: MoETransformerConfig) -> dict:
-    """Plain-dict config stored in Lightning checkpoints (``export_checkpoint`` rebuilds the model from it)."""
-    return dataclasses.asdict(config)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import nn
@@ -65,8 +64,8 @@ def write_hf_config(config: MoETransformerConfig, family, folder: Path, dtype: t
 
 @torch.no_grad()
 def save_state_dict_hf(state: dict[str, torch.Tensor], config: MoETransformerConfig, folder: str | Path,
-                       family: Optional[str] = None, tokenizer: Optional[str | Path] = None,
-                       dtype: Optional[torch.dtype] = None, max_shard_size: int | str = "5GB") -> Path:
+                       family: str | None = None, tokenizer: str | Path | None = None,
+                       dtype: torch.dtype | None = None, max_shard_size: int | str = "5GB") -> Path:
     """Write the folder from our state dict (names as in ``MoETransformer.state_dict()``)."""
     from safetensors.torch import save_file
 
@@ -136,8 +135,8 @@ def copy_tokenizer(source: str | Path, out: Path) -> None:
         raise UserInputError(f"{source} contains no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...)")
 
 
-def save_hf(model: nn.Module, folder: str | Path, family: Optional[str] = None,
-            tokenizer: Optional[str | Path] = None, dtype: Optional[torch.dtype] = None,
+def save_hf(model: nn.Module, folder: str | Path, family: str | None = None,
+            tokenizer: str | Path | None = None, dtype: torch.dtype | None = None,
             max_shard_size: int | str = "5GB") -> Path:
     """Export ``model`` (an ``MoETransformer``) as a Hugging Face folder.
 

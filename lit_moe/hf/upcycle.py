@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -71,7 +70,7 @@ def _noise(shape, seed: int, layer: int, expert: int, kind: int) -> torch.Tensor
 
 @torch.no_grad()
 def load_upcycled_into(model: MoETransformer, folder: str | Path, spec: UpcycleSpec,
-                       checkpoint: Optional[CheckpointFolder] = None) -> None:
+                       checkpoint: CheckpointFolder | None = None) -> None:
     """Stream a dense folder into the upcycled ``model`` (plain or FSDP2-sharded)."""
     from safetensors import safe_open
 
@@ -120,7 +119,7 @@ def target_name(layer: int, kind: str) -> str:
     return f"blocks.{layer}.mlp.experts.{ {'gate': 'w_gate_EDF', 'up': 'w_up_EDF', 'down': 'w_down_EFD'}[kind]}"
 
 
-def upcycle_hf(folder: str | Path, spec: Optional[UpcycleSpec] = None, dtype: Optional[torch.dtype] = None,
+def upcycle_hf(folder: str | Path, spec: UpcycleSpec | None = None, dtype: torch.dtype | None = None,
                **overrides) -> MoETransformer:
     """An MoE upcycled from a dense HF folder (see the module docstring); ``overrides`` set training-side
     config fields (router, aux_loss_coef, ...)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from lit_moe.errors import UserInputError
 from lit_moe.model.backends import BACKEND_ALIASES, BACKENDS
@@ -43,9 +43,9 @@ class RopeScaling:
     high_freq_factor: float = 4.0
     beta_fast: float = 32.0
     beta_slow: float = 1.0
-    attention_factor: Optional[float] = None
-    mscale: Optional[float] = None
-    mscale_all_dim: Optional[float] = None
+    attention_factor: float | None = None
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
     truncate: bool = True
 
 
@@ -108,7 +108,7 @@ class MoETransformerConfig:
         shared_expert_gate: Scale the shared experts' output by sigmoid(w^T x) with a learned w (Qwen2-MoE).
     """
 
-    vocab_size: Optional[int] = None
+    vocab_size: int | None = None
     d_model: int = 128
     n_layers: int = 4
     n_heads: int = 4
@@ -120,7 +120,7 @@ class MoETransformerConfig:
     d_expert: int = 256
     num_shared_experts: int = 0
     first_k_dense: int = 0
-    d_dense: Optional[int] = None
+    d_dense: int | None = None
     router: RouterName = "topk"
     score_function: ScoreFunctionName = "softmax"
     normalize_topk: bool = False
@@ -133,15 +133,15 @@ class MoETransformerConfig:
     backend: BackendName = "loop"
     tie_embeddings: bool = False
     init_std: float = 0.02
-    n_kv_heads: Optional[int] = None
-    d_head: Optional[int] = None
+    n_kv_heads: int | None = None
+    d_head: int | None = None
     qk_norm: QKNorm = "none"
     qkv_bias: bool = False
     out_bias: bool = False
-    clip_qkv: Optional[float] = None
-    rope_scaling: Optional[RopeScaling] = None
+    clip_qkv: float | None = None
+    rope_scaling: RopeScaling | None = None
     dense_layers: list[int] = field(default_factory=list)
-    d_shared: Optional[int] = None
+    d_shared: int | None = None
     shared_expert_gate: bool = False
 
     def __post_init__(self) -> None:
@@ -156,7 +156,7 @@ class MoETransformerConfig:
                 problems.append(f"{key}={value!r} is not one of {sorted(allowed)}")
         if isinstance(self.rope_scaling, dict):  # plain mapping from YAML / a saved hparams file
             self.rope_scaling = RopeScaling(**self.rope_scaling)
-        self.dense_layers = sorted(set(int(i) for i in self.dense_layers))
+        self.dense_layers = sorted({int(i) for i in self.dense_layers})
         if self.d_head is None and self.d_model % self.n_heads:
             problems.append(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads} (or set d_head)")
         elif self.head_dim % 2:
@@ -213,7 +213,7 @@ class MoETransformerConfig:
     def dense_hidden(self) -> int:
         return self.d_dense if self.d_dense is not None else self.top_k * self.d_expert
 
-    def num_parameters(self, vocab_size: Optional[int] = None) -> dict[str, int]:
+    def num_parameters(self, vocab_size: int | None = None) -> dict[str, int]:
         """Total and active (per token) parameter counts, computed from the config alone."""
         vocab = vocab_size if vocab_size is not None else self.vocab_size
         if vocab is None:

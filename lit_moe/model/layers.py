@@ -8,7 +8,6 @@ G key/value heads, Dh head width, F hidden width, R rotary frequencies (Dh/2).
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +30,7 @@ class RMSNorm(nn.Module):
         return (normed * self.weight.float()).to(x_BSD.dtype)
 
 
-def rope_inv_freq(head_dim: int, theta: float, scaling: Optional[RopeScaling] = None) -> tuple[torch.Tensor, float]:
+def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None = None) -> tuple[torch.Tensor, float]:
     """Inverse frequencies (R,) of rotary embeddings and the factor that multiplies cos/sin.
 
     ``scaling`` follows the published recipes: ``linear`` (position interpolation: frequencies / factor),
@@ -82,7 +81,7 @@ def rope_inv_freq(head_dim: int, theta: float, scaling: Optional[RopeScaling] = 
     return inv_freq_R, float(attention_factor)
 
 
-def rope_tables(head_dim: int, max_seq_len: int, theta: float, scaling: Optional[RopeScaling] = None,
+def rope_tables(head_dim: int, max_seq_len: int, theta: float, scaling: RopeScaling | None = None,
                 start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables of shape (S, Dh/2) for positions ``start .. start + max_seq_len - 1``."""
     inv_freq_R, attention_factor = rope_inv_freq(head_dim, theta, scaling)
@@ -138,9 +137,9 @@ class CausalSelfAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int, rope_theta: float,
-                 n_kv_heads: Optional[int] = None, head_dim: Optional[int] = None, qkv_bias: bool = False,
+                 n_kv_heads: int | None = None, head_dim: int | None = None, qkv_bias: bool = False,
                  out_bias: bool = False, qk_norm: str = "none", norm_eps: float = 1e-5,
-                 clip_qkv: Optional[float] = None, rope_scaling: Optional[RopeScaling] = None) -> None:
+                 clip_qkv: float | None = None, rope_scaling: RopeScaling | None = None) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads or n_heads
@@ -164,7 +163,7 @@ class CausalSelfAttention(nn.Module):
         inv_freq_R, self.rope_attention_factor = rope_inv_freq(self.head_dim, self.rope_theta, self.rope_scaling)
         self.rope_inv_freq.copy_(inv_freq_R)
 
-    def forward(self, x_BSD: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
+    def forward(self, x_BSD: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         batch, seq_len, _ = x_BSD.shape
         start = cache.length if cache is not None else 0
         if start + seq_len > self.max_seq_len:

@@ -5,8 +5,6 @@ Shape legend: T tokens (any leading shape), D model width, F shared hidden width
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -26,7 +24,7 @@ class SigmoidGatedSharedExpert(SwiGLU):
         return torch.sigmoid(self.output_gate(x_TD)) * super().forward(x_TD)
 
 
-def build_shared_experts(config: MoETransformerConfig) -> Optional[nn.Module]:
+def build_shared_experts(config: MoETransformerConfig) -> nn.Module | None:
     """The shared expert MLP of one MoE layer, or ``None``: ``num_shared_experts`` experts of width
     ``d_expert`` fused into one SwiGLU (or one of width ``d_shared``), optionally sigmoid-gated."""
     if config.shared_hidden == 0:

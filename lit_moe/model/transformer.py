@@ -8,7 +8,6 @@ Activation checkpointing and sharding are applied from outside (``lit_moe.parall
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from torch import nn
@@ -43,7 +42,7 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(config.d_model, config.norm_eps)
         self.mlp = MoELayer(config) if use_moe else SwiGLU(config.d_model, config.dense_hidden)
 
-    def forward(self, x_BSD: torch.Tensor, cache: Optional[KVCache] = None) -> tuple[torch.Tensor, Optional[MoEStats]]:
+    def forward(self, x_BSD: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, MoEStats | None]:
         x_BSD = x_BSD + self.attn(self.attn_norm(x_BSD), cache)
         if isinstance(self.mlp, MoELayer):
             mlp_out, stats = self.mlp(self.mlp_norm(x_BSD))
@@ -104,7 +103,7 @@ class MoETransformer(nn.Module):
         return [KVCache(batch, block.attn.n_kv_heads, capacity, block.attn.head_dim, ref.dtype, ref.device)
                 for block in self.blocks]
 
-    def forward(self, tokens_BS: torch.Tensor, kv_caches: Optional[list[KVCache]] = None) -> TransformerOutput:
+    def forward(self, tokens_BS: torch.Tensor, kv_caches: list[KVCache] | None = None) -> TransformerOutput:
         """Logits of every position; with ``kv_caches`` (from ``new_kv_caches``) the tokens continue
         the cached sequence and their keys/values are appended (generation)."""
         x_BSD = self.embed(tokens_BS)

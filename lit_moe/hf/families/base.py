@@ -6,8 +6,9 @@ Adding a family is one file in this package that builds a ``Family`` and registe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from lit_moe.errors import UserInputError
 from lit_moe.model.config import MoETransformerConfig, RopeScaling

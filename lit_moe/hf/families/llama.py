@@ -1,6 +1,12 @@
 """Llama (dense): GQA, rope scalings, ``attention_bias`` on q/k/v/o, no q/k norm."""
 
-from lit_moe.hf.families.base import Family, attention_fields, common_unsupported, dense_fields, hf_attention_config
+from lit_moe.hf.families.base import (
+    Family,
+    attention_fields,
+    common_unsupported,
+    dense_fields,
+    hf_attention_config,
+)
 
 
 def _fields(hf) -> dict:

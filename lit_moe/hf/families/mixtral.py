@@ -1,7 +1,12 @@
 """Mixtral: softmax (fp32) -> top-k -> always renormalised; experts ``block_sparse_moe.experts.{e}.w1/w3/w2``
 (w1 gate, w3 up, w2 down); no attention biases, no q/k norm, every layer MoE."""
 
-from lit_moe.hf.families.base import Family, attention_fields, common_unsupported, hf_attention_config
+from lit_moe.hf.families.base import (
+    Family,
+    attention_fields,
+    common_unsupported,
+    hf_attention_config,
+)
 
 
 def _fields(hf) -> dict:

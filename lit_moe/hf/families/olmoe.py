@@ -1,7 +1,12 @@
 """OLMoE: softmax -> top-k -> renormalised only with ``norm_topk_prob``; q/k RMSNorm over the full
 projected width; ``clip_qkv``; ``attention_bias`` on q/k/v/o; every layer MoE."""
 
-from lit_moe.hf.families.base import Family, attention_fields, common_unsupported, hf_attention_config
+from lit_moe.hf.families.base import (
+    Family,
+    attention_fields,
+    common_unsupported,
+    hf_attention_config,
+)
 
 
 def _fields(hf) -> dict:

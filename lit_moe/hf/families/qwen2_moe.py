@@ -4,8 +4,16 @@ norm; a shared expert of width ``shared_expert_intermediate_size`` scaled by sig
 Our ungated shared experts export exactly too: gate weight 0 (sigmoid = 1/2) and the down projection x2.
 """
 
-from lit_moe.hf.families.base import Family, attention_fields, common_unsupported, hf_attention_config
-from lit_moe.hf.families.qwen_moe_common import dense_layer_fields, hf_dense_layer_config
+from lit_moe.hf.families.base import (
+    Family,
+    attention_fields,
+    common_unsupported,
+    hf_attention_config,
+)
+from lit_moe.hf.families.qwen_moe_common import (
+    dense_layer_fields,
+    hf_dense_layer_config,
+)
 
 
 def _fields(hf) -> dict:

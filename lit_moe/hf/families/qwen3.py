@@ -1,6 +1,12 @@
 """Qwen3 (dense): GQA, explicit head_dim, per-head q/k RMSNorm, ``attention_bias`` on q/k/v/o."""
 
-from lit_moe.hf.families.base import Family, attention_fields, common_unsupported, dense_fields, hf_attention_config
+from lit_moe.hf.families.base import (
+    Family,
+    attention_fields,
+    common_unsupported,
+    dense_fields,
+    hf_attention_config,
+)
 
 
 def _fields(hf) -> dict:

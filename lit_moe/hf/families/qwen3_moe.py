@@ -1,8 +1,16 @@
 """Qwen3-MoE: OLMoE's router (released configs set ``norm_topk_prob: true``); per-head q/k RMSNorm;
 ``attention_bias`` on q/k/v/o; no shared expert; dense layers via ``mlp_only_layers``."""
 
-from lit_moe.hf.families.base import Family, attention_fields, common_unsupported, hf_attention_config
-from lit_moe.hf.families.qwen_moe_common import dense_layer_fields, hf_dense_layer_config
+from lit_moe.hf.families.base import (
+    Family,
+    attention_fields,
+    common_unsupported,
+    hf_attention_config,
+)
+from lit_moe.hf.families.qwen_moe_common import (
+    dense_layer_fields,
+    hf_dense_layer_config,
+)
 
 
 def _fields(hf) -> dict:

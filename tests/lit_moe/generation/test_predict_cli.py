@@ -24,7 +24,8 @@ def test_predict_writes_completions_to_file_and_tensorboard(tmp_path):
                 "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
                 "--trainer.default_root_dir", str(tmp_path)])
     log_dir = cli.trainer.logger.log_dir
-    lines = [json.loads(line) for line in open(f"{log_dir}/generations.jsonl")]
+    with open(f"{log_dir}/generations.jsonl") as handle:
+        lines = [json.loads(line) for line in handle]
     assert [line["prompt"] for line in lines] == ["The for statement in Python", "A class definition",
                                                   "Exceptions are raised when"]
     tokenizer = cli.model.tokenizer

@@ -30,7 +30,7 @@ def _copy(folder, tmp_path):
 
 
 def _refuses(path, pattern, monkeypatch):
-    import lit_moe.hf.load as load
+    from lit_moe.hf import load
 
     def no_weight_reads(*_args, **_kwargs):
         raise AssertionError("weights were read before the folder was validated")

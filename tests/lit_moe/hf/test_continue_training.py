@@ -48,6 +48,13 @@ def test_fit_continues_an_imported_olmoe_under_default_moe(tmp_path):
     topk = load_hf(tmp_path / "exported").eval()
     with torch.no_grad():
         torch.testing.assert_close(hf_model(tokens).logits, topk(tokens).logits_BSV, rtol=0, atol=1e-4)
+    # cli.py predict reads the same Lightning checkpoint (configs/moe/generate_tiny.yaml).
+    predicted = main(["predict", "--config", str(REPO_ROOT / "configs/moe/generate_tiny.yaml"),
+                      "--model.init_args.source", str(last), "--model.init_args.tokenizer", str(folder),
+                      "--model.init_args.max_new_tokens", "4", "--trainer.logger.init_args.save_dir", str(tmp_path / "gen"),
+                      "--model.init_args.output_file", str(tmp_path / "gen.jsonl")])
+    assert predicted.model.model.config.router == "default"
+    assert len((tmp_path / "gen.jsonl").read_text().splitlines()) == 3
 
 
 def test_wrong_tokenizer_is_refused(tmp_path, capsys):

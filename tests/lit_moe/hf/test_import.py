@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from lit_moe.hf import load_hf
-from tests.lit_moe.hf.helpers import FAMILIES, VOCAB, hf_logits_and_topk, our_logits_and_topk, save_random_hf
+from tests.lit_moe.hf.helpers import (
+    FAMILIES,
+    VOCAB,
+    hf_logits_and_topk,
+    our_logits_and_topk,
+    save_random_hf,
+)
 
 pytest.importorskip("transformers")
 
@@ -33,3 +39,17 @@ def test_family_features_are_mapped(tmp_path):
     save_random_hf("qwen3", tmp_path / "q3")
     config = load_hf(tmp_path / "q3").config
     assert (config.qk_norm, config.head_dim, config.rope_scaling.type, config.n_kv_heads) == ("per_head", 32, "yarn", 2)
+
+
+def test_qwen_dense_layers_follow_transformers_layer_choice():
+    from transformers import AutoModelForCausalLM, Qwen2MoeConfig
+
+    from lit_moe.hf.families import family_for
+
+    hf = Qwen2MoeConfig(vocab_size=32, hidden_size=16, num_hidden_layers=6, num_attention_heads=2,
+                        num_key_value_heads=2, intermediate_size=8, moe_intermediate_size=4,
+                        shared_expert_intermediate_size=4, num_experts=4, num_experts_per_tok=2,
+                        decoder_sparse_step=2, mlp_only_layers=[3])
+    model = AutoModelForCausalLM.from_config(hf)
+    theirs = [i for i, layer in enumerate(model.model.layers) if not hasattr(layer.mlp, "experts")]
+    assert family_for("qwen2_moe").config_fields(hf)["dense_layers"] == theirs == [0, 2, 3, 4]
