@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
 from lit_moe.errors import TrainingAbortedError, UserInputError
-from lit_moe.hf.upcycle import UpcycleSpec  # init_from_hf (lit_moe.hf)
+from lit_moe.hf.calibrate import calibrate_default_vectors
+from lit_moe.hf.pretrained import build_from_hf, check_tokenizer, pretrained_config
+from lit_moe.hf.upcycle import UpcycleSpec
 from lit_moe.model import MoEStats, MoETransformer, MoETransformerConfig
 from lit_moe.model.moe_layer import sum_stats
 from lit_moe.parallelize import parallelize
@@ -116,8 +118,6 @@ class LanguageModelingModule(pl.LightningModule):
         # --- init_from_hf (lit_moe.hf): architecture from the pretrained folder --------------------
         self.init_from_hf, self.calibration_batches, self.upcycle = init_from_hf, calibration_batches, upcycle
         if init_from_hf is not None or upcycle is not None:
-            from lit_moe.hf.pretrained import pretrained_config
-
             config = pretrained_config(init_from_hf, config, tokenizer_vocab_size, upcycle)
         # --- end init_from_hf ------------------------------------------------------------------------
         self.config = self._resolve_vocab(config, tokenizer_vocab_size)
@@ -171,8 +171,6 @@ class LanguageModelingModule(pl.LightningModule):
         mesh = self.device_mesh
         # --- init_from_hf (lit_moe.hf): meta init + shard + stream the pretrained weights -----------
         if self.init_from_hf is not None:
-            from lit_moe.hf.pretrained import build_from_hf, check_tokenizer
-
             check_tokenizer(self.init_from_hf, self.trainer.datamodule)
             param_dtype = torch.bfloat16 if self.trainer.precision in ("bf16-mixed", "bf16-true") else None
             self.model = build_from_hf(
@@ -283,8 +281,6 @@ class LanguageModelingModule(pl.LightningModule):
     def on_train_start(self) -> None:
         # --- init_from_hf (lit_moe.hf): Default-MoE vectors from a calibration pass -----------------
         if self.init_from_hf is not None and self.calibration_batches > 0 and self.trainer.ckpt_path is None:
-            from lit_moe.hf.calibrate import calibrate_default_vectors
-
             batches = (batch[0].to(self.device) for batch, _ in zip(self.trainer.train_dataloader,
                                                                      range(self.calibration_batches)))
             calibrate_default_vectors(self.model, batches, self._all_reduce_sum)
