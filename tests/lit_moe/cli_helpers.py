@@ -16,6 +16,7 @@ TINY_CONFIG = str(REPO_ROOT / "configs/moe/tiny.yaml")
 SMALL_RUN_CALLBACKS = {"trainer": {"callbacks": [
     {"class_path": "lit_moe.callbacks.RouterFidelity", "init_args": {"every_n_steps": 2}},
     {"class_path": "lit_moe.callbacks.RoutingDashboard", "init_args": {"heatmap_every_n_steps": 2}},
+    {"class_path": "lit_moe.callbacks.Throughput", "init_args": {"peak_flops_per_s": 1.0e12}},
 ]}}
 
 

@@ -14,7 +14,7 @@ from tests.lit_moe.cli_helpers import TINY_CONFIG, read_events, small_run_args
 LAYER_SCALARS = ["max_load", "cv", "load_entropy", "router_entropy", "dead_experts", "concentration", "aux_loss",
                  "default_norm", "grad_fidelity_cos", "grad_norm_ratio"]
 TRAIN_SCALARS = ["train/loss", "val/loss", "val/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s",
-                 "train/tflops", "hp_metric"]
+                 "train/tflops", "train/mfu", "hp_metric"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,6 @@ def test_every_dashboard_tag_is_written(run):
     expected = set(TRAIN_SCALARS) | {f"moe/layer{i}/{name}" for i in (0, 1) for name in LAYER_SCALARS}
     assert expected <= scalars, f"missing: {sorted(expected - scalars)}"
     assert not any(tag.endswith("/z_loss") for tag in scalars), "z_loss_coef is 0: no flat z_loss cards"
-    assert "train/mfu" not in scalars  # no known peak FLOP/s for a CPU
     assert events.Tags()["histograms"] == []  # the edge-bucket histogram gave way to the heatmap
 
 
@@ -63,6 +62,23 @@ def test_heatmap_summary_and_hp_metric(run):
     val_losses = [e.value for e in events.Scalars("val/loss")]
     hp = [e.value for e in events.Scalars("hp_metric")]
     assert hp[-1] == pytest.approx(min(val_losses)) and -1.0 not in hp
+
+
+def test_throughput_uses_the_model_flops_per_token(run):
+    cli, events = run
+    config = cli.model.config  # 2 layers, d 64, 8 experts top-2 of width 64, byte vocabulary
+    embeddings = 2 * config.vocab_size * 64
+    attention = 4 * 64 * 64 + 2 * 64  # q, k, v, out projections and the two norms of a block
+    active = 2 * (attention + 64 * 8 + 2 * 3 * 64 * 64) + 64  # router, 2 active experts; final norm
+    flops_per_token = 6 * active + 12 * 2 * 64 * 64  # 6 N_active + 12 L d S (S = 64)
+    assert config.num_parameters()["active"] - embeddings == active
+    tokens = {e.step: e.value for e in events.Scalars("train/tokens_per_s")}
+    tflops = {e.step: e.value for e in events.Scalars("train/tflops")}
+    mfu = {e.step: e.value for e in events.Scalars("train/mfu")}
+    assert tokens.keys() == tflops.keys() == mfu.keys() and len(tokens) >= 4
+    for step, rate in tokens.items():
+        assert tflops[step] == pytest.approx(rate * flops_per_token / 1e12, rel=1e-5)
+        assert mfu[step] == pytest.approx(tflops[step], rel=1e-5)  # peak_flops_per_s = 1e12 in the test
 
 
 def test_heatmap_image_shows_the_load_per_layer_and_expert():
