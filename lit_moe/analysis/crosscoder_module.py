@@ -148,7 +148,8 @@ class CrosscoderModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         relative_L = self.crosscoder.relative_decoder_norms().detach().cpu()
         self._classes = feature_classes(relative_L, self.crosscoder.num_shared, self.model_names)
-        tracked_F = sample_features(self._classes, self.hparams.features_per_class)
+        alive_L = (self.tokens_since_fired_L < self.hparams.dead_tokens).cpu()
+        tracked_F = sample_features(self._classes, self.hparams.features_per_class, alive_L)
         self.evaluation = CrosscoderEvaluation(self.crosscoder.num_models, self.crosscoder.d_in,
                                                self.crosscoder.dict_size, tracked_F, self.hparams.contexts_per_feature)
 
