@@ -178,7 +178,7 @@ class CrosscoderModule(pl.LightningModule):
             "fve": {n: float(v) for n, v in zip(self.model_names, results["fve_M"])},
             "l0": float(results["l0"]), "dead_fraction": float(results["dead_fraction"]),
             "threshold": float(self.crosscoder.threshold), "class_counts": counts,
-            "median_log10_density": {n: float(v.mean()) if v.size else None for n, v in densities.items()},
+            "mean_log10_density": {n: float(v.mean()) if v.size else None for n, v in densities.items()},
         }
         self._write_outputs(relative_L, results, classes, densities)
 
