@@ -93,12 +93,15 @@ def log10_density_by_class(density_L: torch.Tensor, classes: list[str]) -> dict[
     return {name: np.asarray(values) for name, values in out.items()}
 
 
-def sample_features(classes: list[str], per_class: int) -> torch.Tensor:
-    """The first ``per_class`` latents of every class (deterministic)."""
+def sample_features(classes: list[str], per_class: int, alive_L: torch.Tensor | None = None) -> torch.Tensor:
+    """``per_class`` latents of every class (deterministic): the first ones that are alive (fired
+    recently in training), then the first dead ones if a class has too few alive latents."""
     chosen: dict[str, list[int]] = {}
-    for index, name in enumerate(classes):
-        if len(chosen.setdefault(name, [])) < per_class:
-            chosen[name].append(index)
+    alive = alive_L.tolist() if alive_L is not None else [True] * len(classes)
+    for wanted in (True, False):
+        for index, name in enumerate(classes):
+            if alive[index] == wanted and len(chosen.setdefault(name, [])) < per_class:
+                chosen[name].append(index)
     return torch.tensor(sorted(i for values in chosen.values() for i in values), dtype=torch.long)
 
 

@@ -148,7 +148,8 @@ class CrosscoderModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         relative_L = self.crosscoder.relative_decoder_norms().detach().cpu()
         self._classes = feature_classes(relative_L, self.crosscoder.num_shared, self.model_names)
-        tracked_F = sample_features(self._classes, self.hparams.features_per_class)
+        alive_L = (self.tokens_since_fired_L < self.hparams.dead_tokens).cpu()
+        tracked_F = sample_features(self._classes, self.hparams.features_per_class, alive_L)
         self.evaluation = CrosscoderEvaluation(self.crosscoder.num_models, self.crosscoder.d_in,
                                                self.crosscoder.dict_size, tracked_F, self.hparams.contexts_per_feature)
 
@@ -177,7 +178,7 @@ class CrosscoderModule(pl.LightningModule):
             "fve": {n: float(v) for n, v in zip(self.model_names, results["fve_M"])},
             "l0": float(results["l0"]), "dead_fraction": float(results["dead_fraction"]),
             "threshold": float(self.crosscoder.threshold), "class_counts": counts,
-            "median_log10_density": {n: float(v.mean()) if v.size else None for n, v in densities.items()},
+            "mean_log10_density": {n: float(v.mean()) if v.size else None for n, v in densities.items()},
         }
         self._write_outputs(relative_L, results, classes, densities)
 

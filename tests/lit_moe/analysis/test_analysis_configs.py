@@ -94,3 +94,13 @@ def test_lens_config_with_a_missing_checkpoint_fails_with_one_line(tmp_path, cap
               "--trainer.logger.init_args.save_dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "nope.ckpt not found" in capsys.readouterr().err
+
+
+def test_lens_on_a_dense_checkpoint_says_it_needs_moe_layers(pair_checkpoints, capsys):
+    root, checkpoints = pair_checkpoints
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--config", str(ANALYSIS / "lens.yaml"), "--model.checkpoint", str(checkpoints["dense"]),
+              "--trainer.logger.init_args.save_dir", str(root / "dense_lens"), "--data.seq_len", "32",
+              "--data.tokens_per_domain", "256"])
+    assert exit_info.value.code == 2
+    assert "has no MoE layer" in capsys.readouterr().err

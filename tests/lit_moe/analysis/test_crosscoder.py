@@ -179,3 +179,21 @@ def test_evaluation_tracks_the_top_activations_of_sampled_features_and_densities
     torch.testing.assert_close(results["density_L"], (codes_TL > 0).double().mean(0))
     assert float(results["l0"]) == pytest.approx(4.0)  # BatchTopK: exactly k per token on average
     assert float(results["dead_fraction"]) == pytest.approx(float((codes_TL.sum(0) == 0).double().mean()))
+
+
+def test_inference_threshold_is_an_ema_of_the_smallest_kept_score():
+    torch.manual_seed(4)
+    crosscoder = BatchTopKCrosscoder(2, 8, 48, k=3, num_shared=0)
+    norms_L = crosscoder.decoder_LMD().detach().norm(dim=-1).sum(-1)
+    smallest = []
+    with torch.no_grad():
+        for _ in range(2):
+            codes = crosscoder.encode(torch.randn(40, 2, 8))
+            smallest.append(float((codes.values_N * norms_L[codes.cols_N]).min()))
+            crosscoder.update_threshold(codes, beta=0.9)
+    assert float(crosscoder.threshold) == pytest.approx(0.9 * smallest[0] + 0.1 * smallest[1], rel=1e-6)
+    with torch.no_grad():  # at inference every latent whose weighted score clears the threshold is kept
+        a_BMD = torch.randn(40, 2, 8)
+        codes = crosscoder.encode(a_BMD, use_threshold=True)
+        pre_BL = ((a_BMD - crosscoder.b_dec_MD).reshape(40, -1) @ crosscoder.w_enc_IL + crosscoder.b_enc_L).relu()
+    assert torch.equal(codes.dense() > 0, pre_BL * norms_L > crosscoder.threshold)
