@@ -60,7 +60,8 @@ def main() -> None:
     single_1 = run("1x1", 1, args.steps, args.backend, [])
     single_2 = run("1x2", 2, args.steps, args.backend, [])
     ddp = run("ddp", 1, args.steps, args.backend, ["--config", str(trainer / "ddp.yaml"), "--trainer.devices", "2"])
-    fsdp = run("fsdp2", 1, args.steps, args.backend, ["--config", str(trainer / "fsdp2.yaml"), "--trainer.devices", "2"])
+    fsdp = run("fsdp2", 1, args.steps, args.backend,
+               ["--config", str(trainer / "fsdp2.yaml"), "--trainer.devices", "2"])
     rows = [("1 process x 1 thread", single_1), ("1 process x 2 threads", single_2),
             ("2 processes x 1 thread, DDP", ddp), ("2 processes x 1 thread, FSDP2", fsdp)]
     print(f"{'configuration':34s} {'tokens/s':>10s} {'vs 1x1':>8s} {'efficiency':>11s}")

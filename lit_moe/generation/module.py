@@ -9,8 +9,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from lit_moe.data.tokenizers import ByteTokenizer, load_tokenizer_file
 from lit_moe.errors import UserInputError
 from lit_moe.generation.sampling import generate
+from lit_moe.hf import load_hf, model_from_checkpoint
 
 
 class GenerationModule(pl.LightningModule):
@@ -43,8 +45,6 @@ class GenerationModule(pl.LightningModule):
         self._results: list[dict] = []
 
     def _load_tokenizer(self, spec: str | None):
-        from lit_moe.data.tokenizers import ByteTokenizer, load_tokenizer_file
-
         if spec == "byte":
             return ByteTokenizer()
         if spec is None:
@@ -58,11 +58,7 @@ class GenerationModule(pl.LightningModule):
         overrides = {"router": router} if router else {}
         path = Path(self.source)
         if (path / "config.json").is_file():
-            from lit_moe.hf import load_hf
-
             return load_hf(path, **overrides)
-        from lit_moe.hf.checkpoint import model_from_checkpoint
-
         model = model_from_checkpoint(path)
         if router:
             for layer in model.moe_layers().values():

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
+
 from lit_moe.errors import UserInputError
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -31,7 +33,7 @@ class CheckpointFolder:
 
     def hf_config(self) -> Any:
         """The transformers config object (its defaults and legacy-field handling)."""
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # noqa: PLC0415 (optional, heavy import)
 
         try:
             return AutoConfig.for_model(**self.raw_config)
@@ -61,8 +63,6 @@ def read_folder(folder: str | Path) -> CheckpointFolder:
         raise UserInputError(f"{path}: shard {missing[0]} listed in {INDEX_NAME} is missing"
                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     tensors: dict[str, tuple[Path, tuple[int, ...]]] = {}
-    from safetensors import safe_open
-
     for shard in shards:
         try:
             with safe_open(str(shard), framework="pt") as handle:

@@ -90,7 +90,8 @@ def shared_expert_fillers(config: MoETransformerConfig, family: Family, shared_g
             continue
         moe = f"model.layers.{layer}.{family.moe_prefix}."
         if not config.shared_hidden:
-            fillers.update({moe + "shared_expert.gate_proj.weight": (0, d), moe + "shared_expert.up_proj.weight": (0, d),
+            fillers.update({moe + "shared_expert.gate_proj.weight": (0, d),
+                            moe + "shared_expert.up_proj.weight": (0, d),
                             moe + "shared_expert.down_proj.weight": (d, 0)})
         if not shared_gate_ours:
             fillers[moe + "shared_expert_gate.weight"] = (1, d)

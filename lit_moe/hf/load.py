@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from lit_moe.errors import UserInputError
@@ -52,8 +53,9 @@ def validate(checkpoint: CheckpointFolder, entries: list[Entry], params: dict[st
     unexpected = [k for k in checkpoint.tensors if k not in expected and not k.endswith(family.ignored_keys)
                   and not (k == "lm_head.weight" and "embed.weight" in params and _tied_ok(checkpoint))]
     if unexpected:
+        more = f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
         raise UserInputError(f"{checkpoint.path}: tensor {unexpected[0]} is not part of a {family.model_type} model "
-                             f"of this config.json" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+                             f"of this config.json{more}")
 
 
 def _tied_ok(checkpoint: CheckpointFolder) -> bool:
@@ -62,7 +64,8 @@ def _tied_ok(checkpoint: CheckpointFolder) -> bool:
 
 def model_params(model: nn.Module) -> dict[str, torch.Tensor]:
     tensors = dict(model.named_parameters())
-    tensors.update({name: buf for name, buf in model.named_buffers() if name.endswith(("default_vectors_ED", "expert_bias_E"))})
+    tensors.update({name: buf for name, buf in model.named_buffers()
+                    if name.endswith(("default_vectors_ED", "expert_bias_E"))})
     return tensors
 
 
@@ -86,7 +89,7 @@ def write_slice(param: torch.Tensor, entry: Entry, hf_tensor: torch.Tensor) -> N
 def _local_rows(param: torch.Tensor) -> tuple[torch.Tensor, int]:
     """The locally stored tensor and the global index of its first row (FSDP2 shards dim 0)."""
     if hasattr(param, "to_local") and hasattr(param, "device_mesh"):
-        from torch.distributed.tensor._utils import (
+        from torch.distributed.tensor._utils import (  # noqa: PLC0415 (distributed piece, only for DTensors)
             compute_local_shape_and_global_offset,
         )
 
@@ -100,8 +103,6 @@ def _local_rows(param: torch.Tensor) -> tuple[torch.Tensor, int]:
 @torch.no_grad()
 def stream_weights(model: nn.Module, checkpoint: CheckpointFolder, entries: list[Entry]) -> None:
     """Copy every HF tensor into its slice, one shard file at a time."""
-    from safetensors import safe_open
-
     params = model_params(model)
     by_shard: dict[Path, list[Entry]] = {}
     for entry in entries:

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from lit_moe.errors import UserInputError
@@ -54,7 +55,7 @@ def read_slice(tensor: torch.Tensor, entry: Entry) -> torch.Tensor:
 
 
 def write_hf_config(config: MoETransformerConfig, family, folder: Path, dtype: torch.dtype) -> None:
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # noqa: PLC0415 (optional, heavy import)
 
     hf = AutoConfig.for_model(family.model_type, **family.hf_config(config))
     hf.architectures = [family.architecture]
@@ -67,8 +68,6 @@ def save_state_dict_hf(state: dict[str, torch.Tensor], config: MoETransformerCon
                        family: str | None = None, tokenizer: str | Path | None = None,
                        dtype: torch.dtype | None = None, max_shard_size: int | str = "5GB") -> Path:
     """Write the folder from our state dict (names as in ``MoETransformer.state_dict()``)."""
-    from safetensors.torch import save_file
-
     chosen = family_for_config(config, family)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +110,8 @@ def save_state_dict_hf(state: dict[str, torch.Tensor], config: MoETransformerCon
         path.replace(out / name)
         weight_map.update({key: name for key in keys})
     if len(written) > 1:
-        (out / INDEX_NAME).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (out / INDEX_NAME).write_text(json.dumps(index, indent=2))
     default_state = {k: _full(v).float().contiguous().clone() for k, v in state.items()
                      if k.endswith(("default_vectors_ED", "expert_bias_E"))}
     if default_state:

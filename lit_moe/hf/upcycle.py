@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from lit_moe.errors import UserInputError
 from lit_moe.hf.families import family_for
@@ -72,8 +73,6 @@ def _noise(shape, seed: int, layer: int, expert: int, kind: int) -> torch.Tensor
 def load_upcycled_into(model: MoETransformer, folder: str | Path, spec: UpcycleSpec,
                        checkpoint: CheckpointFolder | None = None) -> None:
     """Stream a dense folder into the upcycled ``model`` (plain or FSDP2-sharded)."""
-    from safetensors import safe_open
-
     checkpoint = checkpoint or read_folder(folder)
     family = family_for(checkpoint.model_type)
     dense_config = _config(checkpoint, family, {})

@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Optional
 
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -96,8 +97,6 @@ def cell_panels_figure(curves: dict[str, Sequence[Curve]], tokens_per_step: dict
 
 
 def _colors(n: int) -> list[object]:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 

@@ -291,7 +291,7 @@ def write_report(study: Study, out_dir: Optional[Path] = None) -> dict[str, Path
     """Write ``report.md``, ``cells.csv``, ``runs.csv``, ``curves.csv`` and the plots to ``out_dir``
     (default ``<root>/report``); returns the written paths by name."""
     try:
-        from lit_moe.study.plots import cell_panels_figure, seed_band_figure
+        from lit_moe.study.plots import cell_panels_figure, seed_band_figure  # noqa: PLC0415 (import cycle, matplotlib)
     except ImportError as error:
         raise UserInputError(f"the report's plots need matplotlib ({error}); install it: pip install matplotlib "
                              f"(it is in the project's [dev] and [video] extras)") from None
@@ -350,8 +350,8 @@ def _paired_markdown(paired: dict[str, tuple[str, int, dict]], target: Optional[
     if not paired:
         return ""
     lines = ["", "## Paired by seed against a baseline", "",
-             "Per seed: this cell minus its baseline at the same seed (same data order and, where parameter shapes agree, "
-             "the same initialisation); mean ± "
+             "Per seed: this cell minus its baseline at the same seed (same data order and, where parameter "
+             "shapes agree, the same initialisation); mean ± "
              "sample std over the seeds both finished. Negative Δ loss: better than the baseline. Token ratio: tokens "
              f"to val/loss ≤ {target} of the cell over the baseline's (< 1: fewer tokens).", "",
              "| cell | baseline | seeds | Δ final val/loss | Δ best val/loss | Δ final val/ppl | token ratio "
@@ -422,8 +422,10 @@ def _markdown(study: Study, cells: dict[str, list[RunResult]], summaries: dict[s
               pending: list[str], paths: dict[str, Path], out_dir: Path) -> str:
     total = len(study.runs())
     target = "–" if study.target_loss is None else f"{study.target_loss:g}"
+    plural = "s" if len(study.seeds) != 1 else ""
     lines = [f"# Study `{study.name}`", "",
-             f"{total - len(pending)} of {total} runs finished ({len(study.cells)} cells x {len(study.seeds)} seed{'s' if len(study.seeds) != 1 else ''} "
+             f"{total - len(pending)} of {total} runs finished ({len(study.cells)} cells x {len(study.seeds)} "
+             f"seed{plural} "
              f"{list(study.seeds)}, {study.steps} steps each); report written {time.strftime('%Y-%m-%d %H:%M %Z')} "
              f"from `{study.root}`. Summed over the finished runs: {_hours([r.wall_s for r in results_of(cells)])} "
              f"wall, {_hours([r.cpu_s for r in results_of(cells)])} CPU (user + system).", "",

@@ -105,8 +105,8 @@ def cell_fingerprint(study: Study, cell: Cell) -> dict:
             return str(Path(path).relative_to(study.repo))
         except ValueError:
             return path
-    return {"name": cell.name, "base": [relative(b) for b in study.base], "configs": [relative(c) for c in cell.configs],
-            "overrides": cell.overrides, "steps": study.steps}
+    return {"name": cell.name, "base": [relative(b) for b in study.base],
+            "configs": [relative(c) for c in cell.configs], "overrides": cell.overrides, "steps": study.steps}
 
 
 def check_root(study: Study, runs: Sequence[Run]) -> None:
@@ -131,10 +131,6 @@ def select_runs(study: Study, only: Sequence[str] = ()) -> list[Run]:
     if unknown:
         raise UserInputError(f"--only {unknown}: no such cell or run; cells: {sorted({r.cell.name for r in runs})}")
     return [r for r in runs if r.cell.name in only or r.key in only]
-
-
-class _Stop(Exception):
-    """SIGTERM / SIGINT / SIGUSR1 reached the runner: no new launches, children told to checkpoint and exit."""
 
 
 @dataclass

@@ -174,7 +174,8 @@ def load_study(path: str | Path, root: Optional[str | Path] = None, repo: Option
             raise UserInputError(f"study file {path}: two cells are named {cell.name!r} ({seen[cell.name].overrides} "
                                  f"and {cell.overrides}); give the block a 'name' template that tells them apart")
         seen[cell.name] = cell
-    return Study(name=name, path=path.resolve(), repo=repo, base=tuple(_resolve(b, repo, f"{path}: base") for b in base),
+    resolved_base = tuple(_resolve(b, repo, f"{path}: base") for b in base)
+    return Study(name=name, path=path.resolve(), repo=repo, base=resolved_base,
                  seeds=tuple(seeds), steps=steps, target_loss=None if target is None else float(target),
                  root=Path(root).resolve(), cells=tuple(cells), baselines=_baselines(raw.get("baselines"), seen, path))
 
@@ -204,7 +205,8 @@ def _baselines(value: Any, cells: dict[str, Cell], path: Path) -> dict[str, str]
         for cell in [compared] if isinstance(compared, str) else (compared or []):
             for name in (baseline, cell):
                 if name not in cells:
-                    raise UserInputError(f"study file {path}: baselines: no cell named {name!r}; cells: {sorted(cells)}")
+                    raise UserInputError(f"study file {path}: baselines: no cell named {name!r}; "
+                                         f"cells: {sorted(cells)}")
             pairs[cell] = baseline
     return pairs
 

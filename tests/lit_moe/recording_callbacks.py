@@ -17,7 +17,8 @@ class SaveDefaultVectorsAtStart(pl.Callback):
         self.path = path
 
     def on_train_start(self, trainer, pl_module) -> None:
-        torch.save({i: layer.default_vectors_ED.clone() for i, layer in pl_module.model.moe_layers().items()}, self.path)
+        vectors = {i: layer.default_vectors_ED.clone() for i, layer in pl_module.model.moe_layers().items()}
+        torch.save(vectors, self.path)
 
 
 class SaveRouterStateAtEnd(pl.Callback):

@@ -42,7 +42,8 @@ def test_router_overlay_changes_only_the_router(overlay, capsys):
         with pytest.raises(SystemExit):
             main(["fit", "--config", str(CONFIGS / "tiny.yaml"), *extra, "--print_config"])
         printed[bool(extra)] = _flatten(yaml.safe_load(capsys.readouterr().out))
-    differing = {k for k in printed[False].keys() | printed[True].keys() if printed[False].get(k) != printed[True].get(k)}
+    differing = {k for k in printed[False].keys() | printed[True].keys()
+                 if printed[False].get(k) != printed[True].get(k)}
     assert differing <= {"model.init_args.config.router"}
     assert printed[True]["model.init_args.config.router"] == overlay.removesuffix(".yaml")
 

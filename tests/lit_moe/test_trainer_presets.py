@@ -20,7 +20,8 @@ PRESETS = sorted(p.name for p in (REPO_ROOT / "configs/trainer").glob("*.yaml"))
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_with_the_tiny_config(preset, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", TINY_CONFIG, "--config", str(REPO_ROOT / "configs/trainer" / preset), "--print_config"])
+        preset_config = str(REPO_ROOT / "configs/trainer" / preset)
+        main(["fit", "--config", TINY_CONFIG, "--config", preset_config, "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     preset_values = yaml.safe_load((REPO_ROOT / "configs/trainer" / preset).read_text())

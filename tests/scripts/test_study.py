@@ -62,7 +62,8 @@ def test_router_ablation_is_the_issue_grid():
     assert {cell: base for cell, base in study.baselines.items()} == {
         name: "topk_e32k4" if name.endswith("e32k4") else "topk_e8k2" for name in cells if not name.startswith("topk")}
     assert sorted(cells) == sorted(["topk_e8k2", "expert_group_e8k2", "topk_e32k4"]
-                                   + [f"default_b{b}_{m}_e8k2" for b in (0.9, 0.99) for m in ("forward", "straight_through")]
+                                   + [f"default_b{b}_{m}_e8k2" for b in (0.9, 0.99)
+                                      for m in ("forward", "straight_through")]
                                    + [f"default_b{b}_e32k4" for b in (0.9, 0.99)])
     for cell in study.cells:
         o = cell.overrides
@@ -128,7 +129,8 @@ def test_resumed_versions_are_joined_later_version_winning(tmp_path):
         for step in steps:
             writer.add_scalar("val/loss", 10 * version + step, step, walltime=1000 + 100 * version + step)
         writer.close()
-    assert read_scalars(run_dir)["val/loss"] == [(s, float(s)) for s in range(5)] + [(s, 10.0 + s) for s in range(5, 10)]
+    expected = [(s, float(s)) for s in range(5)] + [(s, 10.0 + s) for s in range(5, 10)]
+    assert read_scalars(run_dir)["val/loss"] == expected
 
 
 def test_tokens_per_step_multiplies_batch_sequence_accumulation_and_devices():
@@ -293,4 +295,5 @@ def test_the_study_file_example_in_the_docs_is_valid(tmp_path):
     assert [c.name for c in study.cells] == [
         "default_b0.9_forward_e8k2", "default_b0.9_straight_through_e8k2", "default_b0.99_forward_e8k2",
         "default_b0.99_straight_through_e8k2", "topk_e8k2", "topk_e32k4"]
-    assert study.cells[-1].overrides[KEY + "d_expert"] == 64 and study.baselines["default_b0.99_forward_e8k2"] == "topk_e8k2"
+    assert study.cells[-1].overrides[KEY + "d_expert"] == 64
+    assert study.baselines["default_b0.99_forward_e8k2"] == "topk_e8k2"

@@ -8,7 +8,9 @@ from lit_moe.hf.families.base import Family
 from lit_moe.model.config import MoETransformerConfig
 
 # Export picks the first family (in this order) that represents a model exactly.
-FAMILIES: dict[str, Family] = {m.FAMILY.model_type: m.FAMILY for m in (qwen3, llama, qwen3_moe, olmoe, mixtral, qwen2_moe)}
+FAMILIES: dict[str, Family] = {
+    m.FAMILY.model_type: m.FAMILY for m in (qwen3, llama, qwen3_moe, olmoe, mixtral, qwen2_moe)
+}
 
 
 def family_for(model_type: str) -> Family:

@@ -65,7 +65,8 @@ def rope_fields(hf: Any) -> dict:
         factor = hf.max_position_embeddings / original
     scaling = RopeScaling(
         type=kind, factor=float(factor), original_max_position_embeddings=int(original),
-        low_freq_factor=float(params.get("low_freq_factor", 1.0)), high_freq_factor=float(params.get("high_freq_factor", 4.0)),
+        low_freq_factor=float(params.get("low_freq_factor", 1.0)),
+        high_freq_factor=float(params.get("high_freq_factor", 4.0)),
         beta_fast=float(params.get("beta_fast") or 32.0), beta_slow=float(params.get("beta_slow") or 1.0),
         attention_factor=params.get("attention_factor"), mscale=params.get("mscale"),
         mscale_all_dim=params.get("mscale_all_dim"), truncate=bool(params.get("truncate", True)))

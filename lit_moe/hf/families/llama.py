@@ -1,5 +1,6 @@
 """Llama (dense): GQA, rope scalings, ``attention_bias`` on q/k/v/o, no q/k norm."""
 
+from lit_moe.errors import UserInputError
 from lit_moe.hf.families.base import (
     Family,
     attention_fields,
@@ -11,8 +12,6 @@ from lit_moe.hf.families.base import (
 
 def _fields(hf) -> dict:
     if getattr(hf, "mlp_bias", False):
-        from lit_moe.errors import UserInputError
-
         raise UserInputError("llama with mlp_bias=true is not supported")
     bias = bool(getattr(hf, "attention_bias", False))
     return {**attention_fields(hf), **dense_fields(hf), "qkv_bias": bias, "out_bias": bias}

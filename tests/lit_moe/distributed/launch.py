@@ -20,7 +20,8 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def fit_args(root: Path, *extra: str, max_steps: int = 4, trainer_config: str | None = None, **overrides: str) -> list[str]:
+def fit_args(root: Path, *extra: str, max_steps: int = 4, trainer_config: str | None = None,
+             **overrides: str) -> list[str]:
     """``cli.py fit`` arguments: the tiny config shrunk, deterministic data order, no aux loss (so a
     2-rank run over 2x4 sequences equals a 1-rank run over 8)."""
     overrides.setdefault("model.init_args.config.aux_loss_coef", "0.0")

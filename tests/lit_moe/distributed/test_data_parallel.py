@@ -31,7 +31,8 @@ def single_process_state(tmp_path_factory):
 @pytest.mark.parametrize("trainer_config", ["ddp.yaml", "fsdp2.yaml"])
 def test_two_ranks_match_each_other_and_a_single_process_run(tmp_path, trainer_config, single_process_state):
     prefix = _router_state(tmp_path, "two", trainer_config=trainer_config, **{
-        "trainer.devices": "2", "model.init_args.config.bias_update_rate": "0.001", "model.init_args.meta_init": "false"})
+        "trainer.devices": "2", "model.init_args.config.bias_update_rate": "0.001",
+        "model.init_args.meta_init": "false"})
     rank0, rank1 = torch.load(f"{prefix}.rank0.pt"), torch.load(f"{prefix}.rank1.pt")
     assert rank0.keys() == rank1.keys() == single_process_state.keys()
     for key in rank0:

@@ -54,10 +54,12 @@ def test_sigkill_then_resume_matches_the_uninterrupted_loss_curve(tmp_path):
     steps = 10
     reference = run_cli(fit_args(tmp_path / "reference", "--config", EVERY_STEP, max_steps=steps, **_checkpoint_args()))
     assert reference.returncode == 0, describe(reference)
-    crashed = run_cli(fit_args(tmp_path / "crash", "--config", EVERY_STEP, "--trainer.callbacks+=tests.lit_moe.recording_callbacks.KillAtStep",
+    crashed = run_cli(fit_args(tmp_path / "crash", "--config", EVERY_STEP,
+                               "--trainer.callbacks+=tests.lit_moe.recording_callbacks.KillAtStep",
                                "--trainer.callbacks.step=6", max_steps=steps, **_checkpoint_args()))
     assert crashed.returncode == -signal.SIGKILL, describe(crashed)
-    resumed = run_cli(fit_args(tmp_path / "crash", "--config", EVERY_STEP, "--ckpt_path", "last", max_steps=steps, **_checkpoint_args()))
+    resumed = run_cli(fit_args(tmp_path / "crash", "--config", EVERY_STEP, "--ckpt_path", "last", max_steps=steps,
+                               **_checkpoint_args()))
     assert resumed.returncode == 0, describe(resumed)
     expected = _losses(tmp_path / "reference" / "moe_tiny")
     got = _losses(tmp_path / "crash" / "moe_tiny")
@@ -79,7 +81,8 @@ def test_sigkill_then_resume_matches_the_uninterrupted_loss_curve(tmp_path):
 
 def test_kill_during_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path):
     marker = tmp_path / "stalled"
-    process = start_cli(fit_args(tmp_path, "--config", EVERY_STEP, "--trainer.plugins=tests.lit_moe.fault_injection.StallingCheckpointIO",
+    process = start_cli(fit_args(tmp_path, "--config", EVERY_STEP,
+                                 "--trainer.plugins=tests.lit_moe.fault_injection.StallingCheckpointIO",
                                  f"--trainer.plugins.marker={marker}", "--trainer.plugins.healthy_saves=2",
                                  max_steps=20, **_checkpoint_args()))
     _wait_for(marker, process)
@@ -91,7 +94,8 @@ def test_kill_during_checkpoint_write_leaves_the_previous_checkpoint_loadable(tm
     previous = torch.load(directory / "last.prev.ckpt", map_location="cpu", weights_only=True)
     assert previous["global_step"] == 1, "the checkpoint before last.ckpt is kept beside it"
     assert any(p.name.startswith(".last.ckpt.tmp-") for p in directory.iterdir()), "the torn write should be aside"
-    resumed = run_cli(fit_args(tmp_path, "--config", EVERY_STEP, "--ckpt_path", "last", max_steps=3, **_checkpoint_args()))
+    resumed = run_cli(fit_args(tmp_path, "--config", EVERY_STEP, "--ckpt_path", "last", max_steps=3,
+                               **_checkpoint_args()))
     assert resumed.returncode == 0, describe(resumed)
 
 

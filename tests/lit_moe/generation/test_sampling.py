@@ -20,7 +20,8 @@ def test_cached_decoding_equals_full_forward():
     caches = model.new_kv_caches(1, 20)
     with torch.no_grad():
         full = model(tokens).logits_BSV
-        pieces = [model(tokens[:, :7], kv_caches=caches).logits_BSV, model(tokens[:, 7:12], kv_caches=caches).logits_BSV]
+        pieces = [model(tokens[:, :7], kv_caches=caches).logits_BSV,
+                  model(tokens[:, 7:12], kv_caches=caches).logits_BSV]
         pieces += [model(tokens[:, i:i + 1], kv_caches=caches).logits_BSV for i in range(12, 20)]
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
 

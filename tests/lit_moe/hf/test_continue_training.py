@@ -51,7 +51,8 @@ def test_fit_continues_an_imported_olmoe_under_default_moe(tmp_path):
     # cli.py predict reads the same Lightning checkpoint (configs/moe/generate_tiny.yaml).
     predicted = main(["predict", "--config", str(REPO_ROOT / "configs/moe/generate_tiny.yaml"),
                       "--model.init_args.source", str(last), "--model.init_args.tokenizer", str(folder),
-                      "--model.init_args.max_new_tokens", "4", "--trainer.logger.init_args.save_dir", str(tmp_path / "gen"),
+                      "--model.init_args.max_new_tokens", "4",
+                      "--trainer.logger.init_args.save_dir", str(tmp_path / "gen"),
                       "--model.init_args.output_file", str(tmp_path / "gen.jsonl")])
     assert predicted.model.model.config.router == "default"
     assert len((tmp_path / "gen.jsonl").read_text().splitlines()) == 3
@@ -73,7 +74,8 @@ def test_fit_upcycles_a_dense_llama_from_yaml(tmp_path):
     save_tiny_with_tokenizer("llama", folder, tie_word_embeddings=False)
     args = small_run_args(tmp_path / "run", max_steps=8, **{
         "model.init_args.init_from_hf": str(folder), "data.init_args.tokenizer": str(folder),
-        "trainer.precision": "32-true", "model.init_args.learning_rate": "3e-3", "model.init_args.upcycle.num_experts": "4",
+        "trainer.precision": "32-true", "model.init_args.learning_rate": "3e-3",
+        "model.init_args.upcycle.num_experts": "4",
         "trainer.val_check_interval": "8"})
     cli = main(["fit", "--config", TINY_CONFIG, "--config", str(REPO_ROOT / "configs/moe/upcycle_llama.yaml"), *args])
     model = cli.model.model

@@ -22,7 +22,8 @@ def _run(layer, x_TD, g_TD):
 
 def _nonzero_defaults(layer, seed=3):
     with torch.no_grad():
-        layer.default_vectors_ED.copy_(torch.randn(layer.default_vectors_ED.shape, generator=torch.Generator().manual_seed(seed)))
+        generator = torch.Generator().manual_seed(seed)
+        layer.default_vectors_ED.copy_(torch.randn(layer.default_vectors_ED.shape, generator=generator))
 
 
 @pytest.mark.parametrize("normalize_topk", [False, True])
