@@ -15,8 +15,13 @@ import lightning.pytorch as pl
 import torch
 
 from lit_moe.analysis.crosscoder import BatchTopKCrosscoder
-from lit_moe.analysis.crosscoder_metrics import (CrosscoderEvaluation, contexts_markdown, feature_classes,
-                                                 log10_density_by_class, sample_features)
+from lit_moe.analysis.crosscoder_metrics import (
+    CrosscoderEvaluation,
+    contexts_markdown,
+    feature_classes,
+    log10_density_by_class,
+    sample_features,
+)
 from lit_moe.analysis.domains import load_tokenizer
 from lit_moe.analysis.lens_module import run_folder
 from lit_moe.analysis.plots import figure_to_array, histogram_figure, save_figure

@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
-from lit_moe.data.corpus import builtin_documents, split_documents
+from lit_moe.data.corpus import BUILTIN_DOMAINS, builtin_documents, split_documents
 from lit_moe.data.tokenizers import ByteTokenizer, load_tokenizer_file
 from lit_moe.errors import UserInputError
 
@@ -98,8 +98,6 @@ class DomainDataModule(pl.LightningDataModule):
         self._check_builtin_names()
 
     def _check_builtin_names(self) -> None:
-        from lit_moe.data.corpus import BUILTIN_DOMAINS
-
         unknown = sorted(set(self.builtin) - set(BUILTIN_DOMAINS))
         if unknown:
             raise UserInputError(f"unknown built-in domain(s) {unknown}: choose from {list(BUILTIN_DOMAINS)} "

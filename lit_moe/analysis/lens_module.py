@@ -15,8 +15,13 @@ import lightning.pytorch as pl
 from lit_moe.analysis.lens import VARIANTS, lens_forward, restrict_to_top_m, sequence_nll
 from lit_moe.analysis.lens_report import LensAccumulator, write_tables
 from lit_moe.analysis.loading import load_language_model
-from lit_moe.analysis.plots import (early_decoding_figure, figure_to_array, perplexity_figure, routing_heatmap,
-                                    save_figure)
+from lit_moe.analysis.plots import (
+    early_decoding_figure,
+    figure_to_array,
+    perplexity_figure,
+    routing_heatmap,
+    save_figure,
+)
 from lit_moe.errors import UserInputError
 
 

@@ -26,7 +26,7 @@ def random_model(config: MoETransformerConfig, seed: int = 0, scale: float = 1.0
     torch.manual_seed(seed)
     model = MoETransformer(config)
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.dim() >= 2:
                 param.mul_(scale)
         for layer in model.moe_layers().values():

@@ -89,7 +89,7 @@ def _planted_model(num_experts: int, top_k: int, expert_of_token: torch.Tensor):
         second_of_token = (expert_of_token + 1) % num_experts
         model.embed.weight.copy_(torch.randn(257, 32) * 0.01 + directions_ED[expert_of_token] * 5.0
                                  + directions_ED[second_of_token] * 2.5)
-        for index, block in enumerate(model.blocks):
+        for block in model.blocks:
             block.attn.out.weight.zero_()
             block.mlp.experts.w_down_EFD.zero_()
             block.mlp.router.weight_ED.copy_(directions_ED * 10.0)
