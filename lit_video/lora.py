@@ -89,7 +89,10 @@ def target_module_names(model: nn.Module, preset: str) -> list[str]:
     """Names of the ``nn.Linear`` layers of ``model`` that ``preset`` selects."""
     patterns = preset_patterns(model)
     if preset not in patterns:
-        raise VideoInputError(f"LoRA target preset {preset!r} does not apply to {type(model).__name__}: use one of "
+        known = set(PRESET_PATTERNS).union(*DIT_PRESET_PATTERNS.values())
+        raise VideoInputError(f"LoRA target preset {preset!r} does not apply to {type(model).__name__}: use one of {sorted(patterns)}"
+                              if preset in known else
+                              f"unknown LoRA target preset {preset!r} for {type(model).__name__}: use one of "
                               f"{sorted(patterns)}")
     pattern = re.compile(patterns[preset])
     return [name for name, module in model.named_modules()
