@@ -1,5 +1,6 @@
 import io
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -9,36 +10,43 @@ from cli import main
 from lit_video.lora import read_lora_file
 from tests.lit_video.helpers import REPO_ROOT
 
-SMALL = ["--trainer.enable_progress_bar", "false", "--data.init_args.num_frames", "5",
-         "--data.init_args.height", "16", "--data.init_args.width", "16"]
+FRAMES = {"wan": 5, "cogvideox": 9}  # Wan: 4k + 1, CogVideoX: 8k + 1
+WINDOW_LOW = {"wan": 700.0, "cogvideox": 417.0}  # σ* = 0.7 → t = 700; ModelScope 600 → CogVideoX 417
 
 
-@pytest.mark.parametrize("family", ["wan"])
+def small(family: str) -> list[str]:
+    return ["--trainer.enable_progress_bar", "false", "--data.init_args.num_frames", str(FRAMES[family]),
+            "--data.init_args.height", "16", "--data.init_args.width", "16"]
+
+
+@pytest.mark.parametrize("family", ["wan", "cogvideox"])
 def test_cli_fit_on_the_tiny_dit_config_writes_gifs_scalars_and_a_transformer_lora(tmp_path, family):
     main(["fit", "--config", str(REPO_ROOT / f"configs/video/{family}_tiny.yaml"),
           "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
           "--trainer.log_every_n_steps", "1", "--trainer.max_steps", "3", "--model.init_args.lora_rank", "4",
           "--trainer.callbacks.init_args.every_n_steps", "2", "--trainer.callbacks.init_args.num_inference_steps", "3",
-          "--data.init_args.generated_clip_dir", str(tmp_path / "clip"), *SMALL])
+          "--data.init_args.generated_clip_dir", str(tmp_path / "clip"), *small(family)])
     [run] = list(tmp_path.glob(f"{family}_tiny/version_*"))
     events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0}).Reload()
     assert len(events.Scalars("train/loss")) == 3
-    assert all(700 - 1e-3 <= e.value <= 1000 for e in events.Scalars("train/timestep"))  # σ ≥ 0.7, t = σ·1000
+    assert all(WINDOW_LOW[family] - 1e-3 <= e.value <= 1000 for e in events.Scalars("train/timestep"))
     gif = Image.open(io.BytesIO(events.Images("samples/a_red_square_moving_right")[-1].encoded_image_string))
-    assert gif.format == "GIF" and gif.n_frames == 5 and gif.size == (16, 16)
+    assert gif.format == "GIF" and gif.n_frames == FRAMES[family] and gif.size == (16, 16)
     assert (run / "samples" / "step_000003" / "a_red_square_moving_right.gif").is_file()
     state, metadata = read_lora_file(run / "lora" / "pytorch_lora_weights.safetensors")
-    assert state and all(key.startswith("transformer.blocks.") and ".attn1." in key for key in state)
-    assert metadata["lit_video"]["motion_boundary"] == pytest.approx(700.0)
-    assert metadata["lit_video"]["motion_boundary_sigma"] == pytest.approx(0.7)
+    assert state and all(re.match(r"transformer\.(blocks|transformer_blocks)\.\d+\.attn1\.", key) for key in state)
+    assert metadata["lit_video"]["motion_boundary"] == pytest.approx(WINDOW_LOW[family])
+    assert metadata["lit_video"]["family"] == family
+    if family == "wan":
+        assert metadata["lit_video"]["motion_boundary_sigma"] == pytest.approx(0.7)
 
 
-@pytest.mark.parametrize("family", ["wan"])
+@pytest.mark.parametrize("family", ["wan", "cogvideox"])
 def test_probe_on_the_tiny_dit_config_writes_table_plot_and_gifs(tmp_path, family):
     main(["predict", "--config", str(REPO_ROOT / f"configs/video/probe_{family}_tiny.yaml"),
           "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
           "--model.init_args.num_inference_steps", "4", "--model.init_args.num_boundaries", "3",
-          "--data.init_args.generated_clip_dir", str(tmp_path / "clip"), *SMALL])
+          "--data.init_args.generated_clip_dir", str(tmp_path / "clip"), *small(family)])
     [folder] = list(tmp_path.glob("probe/version_*/probe"))
     rows = (folder / "probe.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2 * 3
