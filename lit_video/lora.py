@@ -206,19 +206,20 @@ def save_lora_safetensors(model: nn.Module, adapter_names: list[str], path: str 
     return path
 
 
-def load_lora_with_diffusers(unet: nn.Module, path: str | Path, adapter_name: str = "default") -> nn.Module:
+def load_lora_with_diffusers(unet: nn.Module, path: str | Path, adapter_name: str = "default",
+                             prefix: str = "unet") -> nn.Module:
     """Loads our safetensors into a plain diffusers UNet with diffusers' own ``load_lora_adapter``.
 
     ``UNetMotionModel`` (AnimateDiff) has the loader; ``UNet3DConditionModel`` (ModelScope /
-    ZeroScope) lacks ``PeftAdapterMixin`` in diffusers 0.42, so its class is extended with it
-    in place (same weights, same forward).
+    ZeroScope) and ``LatteTransformer3DModel`` lack ``PeftAdapterMixin`` in diffusers 0.42, so the
+    class is extended with it in place (same weights, same forward). DiT files use ``prefix="transformer"``.
     """
     from diffusers.loaders.peft import PeftAdapterMixin
 
     if not isinstance(unet, PeftAdapterMixin):
         unet.__class__ = type(f"{type(unet).__name__}WithAdapters", (type(unet), PeftAdapterMixin), {})
     path = Path(path)
-    unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name=adapter_name)
+    unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix=prefix, adapter_name=adapter_name)
     return unet
 
 

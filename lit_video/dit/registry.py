@@ -40,4 +40,10 @@ def build_dit_components(spec, family: str):
         if spec.pretrained_path:
             return load_cogvideox(Path(spec.pretrained_path).expanduser())
         return build_tiny_cogvideox(spec.tiny_dit)
-    raise VideoInputError(f"components.family {family!r} is not built yet: use unet, wan or cogvideox")
+    if family == "latte":
+        from lit_video.dit.latte import build_tiny_latte, load_latte
+
+        if spec.pretrained_path:
+            return load_latte(Path(spec.pretrained_path).expanduser())
+        return build_tiny_latte(spec.tiny_dit)
+    raise VideoInputError(f"unknown components.family {family!r}: use unet, wan, cogvideox or latte")

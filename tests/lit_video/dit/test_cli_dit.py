@@ -10,8 +10,8 @@ from cli import main
 from lit_video.lora import read_lora_file
 from tests.lit_video.helpers import REPO_ROOT
 
-FRAMES = {"wan": 5, "cogvideox": 9}  # Wan: 4k + 1, CogVideoX: 8k + 1
-WINDOW_LOW = {"wan": 700.0, "cogvideox": 417.0}  # σ* = 0.7 → t = 700; ModelScope 600 → CogVideoX 417
+FRAMES = {"wan": 5, "cogvideox": 9, "latte": 4}  # Wan: 4k + 1, CogVideoX: 8k + 1, tiny Latte: its video_length
+WINDOW_LOW = {"wan": 700.0, "cogvideox": 417.0, "latte": 600.0}  # σ* = 0.7 → t = 700; ModelScope 600 → CogVideoX 417
 
 
 def small(family: str) -> list[str]:
@@ -19,7 +19,7 @@ def small(family: str) -> list[str]:
             "--data.init_args.height", "16", "--data.init_args.width", "16"]
 
 
-@pytest.mark.parametrize("family", ["wan", "cogvideox"])
+@pytest.mark.parametrize("family", ["wan", "cogvideox", "latte"])
 def test_cli_fit_on_the_tiny_dit_config_writes_gifs_scalars_and_a_transformer_lora(tmp_path, family):
     main(["fit", "--config", str(REPO_ROOT / f"configs/video/{family}_tiny.yaml"),
           "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
@@ -34,14 +34,15 @@ def test_cli_fit_on_the_tiny_dit_config_writes_gifs_scalars_and_a_transformer_lo
     assert gif.format == "GIF" and gif.n_frames == FRAMES[family] and gif.size == (16, 16)
     assert (run / "samples" / "step_000003" / "a_red_square_moving_right.gif").is_file()
     state, metadata = read_lora_file(run / "lora" / "pytorch_lora_weights.safetensors")
-    assert state and all(re.match(r"transformer\.(blocks|transformer_blocks)\.\d+\.attn1\.", key) for key in state)
+    layer = r"transformer\.temporal_transformer_blocks" if family == "latte" else r"transformer\.(blocks|transformer_blocks)"
+    assert state and all(re.match(layer + r"\.\d+\.attn1\.", key) for key in state)
     assert metadata["lit_video"]["motion_boundary"] == pytest.approx(WINDOW_LOW[family])
     assert metadata["lit_video"]["family"] == family
     if family == "wan":
         assert metadata["lit_video"]["motion_boundary_sigma"] == pytest.approx(0.7)
 
 
-@pytest.mark.parametrize("family", ["wan", "cogvideox"])
+@pytest.mark.parametrize("family", ["wan", "cogvideox", "latte"])
 def test_probe_on_the_tiny_dit_config_writes_table_plot_and_gifs(tmp_path, family):
     main(["predict", "--config", str(REPO_ROOT / f"configs/video/probe_{family}_tiny.yaml"),
           "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
