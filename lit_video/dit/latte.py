@@ -40,8 +40,7 @@ class LatteComponents(DiTComponents):
         length = int(self.unet.config.video_length)
         if num_frames != length:
             raise VideoInputError(f"this Latte model takes exactly {length} frames (its video_length), got "
-                                  f"{num_frames}: set data.init_args.num_frames to {length} (the MotionDirector "
-                                  "baseline's one-frame spatial path does not apply to Latte)")
+                                  f"{num_frames}: set data.init_args.num_frames to {length}")
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
@@ -55,7 +54,8 @@ class LatteComponents(DiTComponents):
 
     def predict(self, latents_BCFHW: torch.Tensor, timesteps_B: torch.Tensor, text_BLD: torch.Tensor) -> torch.Tensor:
         """ε (the first half of the channels when the model also learns the variance)."""
-        self.check_frames(latents_BCFHW.shape[2])
+        if latents_BCFHW.shape[2] != 1:  # one frame is Latte's image mode (no temporal position embedding)
+            self.check_frames(latents_BCFHW.shape[2])
         dtype = next(self.unet.parameters()).dtype
         output = self.unet(hidden_states=latents_BCFHW.to(dtype), timestep=timesteps_B.long(),
                            encoder_hidden_states=text_BLD.to(dtype), return_dict=False)[0]

@@ -45,7 +45,8 @@ def test_latte_temporal_preset_trains_only_the_temporal_blocks_and_disabled_is_t
         with lora_enabled(unet, False):
             assert torch.equal(m.components.predict(latents, t, text), expected)
     with pytest.raises(VideoInputError, match="exactly 4 frames"):
-        base.predict(latents[:, :, :1], t, text)
+        base.predict(latents[:, :, :2], t, text)
+    assert base.predict(latents[:, :, :1], t, text).shape == (1, 4, 1, 8, 8)  # image mode: the baseline's spatial path
 
 
 def test_diffusers_loads_the_saved_lora_into_a_latte_transformer_and_lattepipeline_reproduces_our_windowed_sample(
