@@ -90,10 +90,9 @@ def target_module_names(model: nn.Module, preset: str) -> list[str]:
     patterns = preset_patterns(model)
     if preset not in patterns:
         known = set(PRESET_PATTERNS).union(*DIT_PRESET_PATTERNS.values())
-        raise VideoInputError(f"LoRA target preset {preset!r} does not apply to {type(model).__name__}: use one of {sorted(patterns)}"
-                              if preset in known else
-                              f"unknown LoRA target preset {preset!r} for {type(model).__name__}: use one of "
-                              f"{sorted(patterns)}")
+        what = f"LoRA target preset {preset!r} does not apply to" if preset in known else \
+            f"unknown LoRA target preset {preset!r} for"
+        raise VideoInputError(f"{what} {type(model).__name__}: use one of {sorted(patterns)}")
     pattern = re.compile(patterns[preset])
     return [name for name, module in model.named_modules()
             if isinstance(module, nn.Linear) and pattern.fullmatch(name)]

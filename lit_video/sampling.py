@@ -16,7 +16,6 @@ from lit_video.components import VideoDiffusionComponents
 from lit_video.ddim import DDIMSchedule, Denoiser, ddim_invert, ddim_sample
 from lit_video.lora import lora_enabled
 
-
 LoraMode = Literal["off", "all", "windowed"]
 
 

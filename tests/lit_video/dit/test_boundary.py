@@ -4,8 +4,12 @@ import pytest
 import torch
 from diffusers import CogVideoXDDIMScheduler
 
-from lit_video.dit.boundary import (boundary_sigma, ddpm_boundary_timestep, modelscope_timestep_to_sigma,
-                                    sigma_from_alpha_cumprod)
+from lit_video.dit.boundary import (
+    boundary_sigma,
+    ddpm_boundary_timestep,
+    modelscope_timestep_to_sigma,
+    sigma_from_alpha_cumprod,
+)
 from lit_video.dit.flow import unshift_sigma
 
 

@@ -34,7 +34,9 @@ def test_cli_fit_on_the_tiny_dit_config_writes_gifs_scalars_and_a_transformer_lo
     assert gif.format == "GIF" and gif.n_frames == FRAMES[family] and gif.size == (16, 16)
     assert (run / "samples" / "step_000003" / "a_red_square_moving_right.gif").is_file()
     state, metadata = read_lora_file(run / "lora" / "pytorch_lora_weights.safetensors")
-    layer = r"transformer\.temporal_transformer_blocks" if family == "latte" else r"transformer\.(blocks|transformer_blocks)"
+    layer = r"transformer\.(blocks|transformer_blocks)"
+    if family == "latte":
+        layer = r"transformer\.temporal_transformer_blocks"
     assert state and all(re.match(layer + r"\.\d+\.attn1\.", key) for key in state)
     assert metadata["lit_video"]["motion_boundary"] == pytest.approx(WINDOW_LOW[family])
     assert metadata["lit_video"]["family"] == family

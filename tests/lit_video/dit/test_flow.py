@@ -2,8 +2,15 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from lit_video.dit.flow import (FlowMatchingSchedule, FlowSchedule, FlowWindowSampler, flow_invert, flow_sample,
-                                shift_sigma, unshift_sigma)
+from lit_video.dit.flow import (
+    FlowMatchingSchedule,
+    FlowSchedule,
+    FlowWindowSampler,
+    flow_invert,
+    flow_sample,
+    shift_sigma,
+    unshift_sigma,
+)
 from lit_video.errors import VideoInputError
 
 
