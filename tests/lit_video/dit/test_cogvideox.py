@@ -103,3 +103,4 @@ def test_diffusers_loads_the_saved_lora_into_cogvideox_pipeline_and_reproduces_o
     assert torch.allclose(ours, theirs.permute(0, 2, 1, 3, 4), atol=1e-5)
     with lora_enabled(m.components.unet, False):
         assert not lora_is_enabled(m.components.unet)
+
