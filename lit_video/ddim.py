@@ -2,8 +2,8 @@
 
 Sampling goes t → t_prev along the inference timesteps; inversion walks the same pairs backwards
 (t_prev → t), so with a UNet whose output does not depend on its input the round trip is exact
-(spec §4). The step mirrors ``diffusers.DDIMScheduler.step`` (tested for parity) and supports
-epsilon and v prediction. Shape-agnostic: latents may be (B, C, F, H, W) or anything else.
+(spec §4) for ε-prediction (for v-prediction it is the usual approximate inversion). The step
+mirrors ``diffusers.DDIMScheduler.step`` (tested for parity) and supports epsilon and v prediction. Shape-agnostic: latents may be (B, C, F, H, W) or anything else.
 """
 
 from __future__ import annotations
