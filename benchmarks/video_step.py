@@ -15,6 +15,8 @@ warm-up, so it is not counted.
     python benchmarks/video_step.py --preset zeroscope --device cuda --dtype bfloat16 \\
         --frames 24 --height 320 --width 576 --total-steps 150     # ZeroScope UNet3D, random weights
     .venv/bin/python benchmarks/video_step.py --preset wan_tiny    # DiTs: wan_tiny, cogvideox_tiny, latte_tiny
+    python benchmarks/video_step.py --preset wan2.1_1.3b --device cuda --dtype bfloat16 --height 480 --width 832 \\
+        --total-steps 150 --skip-baseline --gradient-checkpointing   # Wan 2.1 1.3B architecture, random weights
 
 DiT presets compare the windowed DiT recipe (Wan / CogVideoX: ``self_attn``, LoRA on the full 3-D
 self-attention, σ ≥ 0.7 resp. t ≥ t*; Latte: ``latte_temporal``) with the adapted MotionDirector
@@ -57,6 +59,12 @@ DIT_PRESETS = {
     "wan_tiny": ("wan", TinyDiTConfig(), "self_attn", 9),
     "cogvideox_tiny": ("cogvideox", TinyDiTConfig(num_attention_heads=4, attention_head_dim=8), "self_attn", 9),
     "latte_tiny": ("latte", TinyDiTConfig(num_attention_heads=3, attention_head_dim=8), "latte_temporal", 4),
+    # Wan-AI/Wan2.1-T2V-1.3B's transformer and VAE architecture (random weights); a 2-layer UMT5 of the real width
+    # stands in for UMT5-XXL (text encoding is frozen and outside the LoRA's backward)
+    "wan2.1_1.3b": ("wan", TinyDiTConfig(num_layers=30, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
+                                         text_width=4096, text_layers=2, max_prompt_tokens=512, vae_base_dim=96,
+                                         vae_dim_mult=(1, 2, 4, 4), vae_res_blocks=2, rope_max_seq_len=1024),
+                    "self_attn", 33),
 }
 
 

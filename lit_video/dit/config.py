@@ -22,6 +22,9 @@ class TinyDiTConfig:
         max_prompt_tokens: Tokenizer / text-encoder context length.
         latent_channels: VAE latent channels (Wan: 16; CogVideoX / Latte tiny: 4).
         vae_base_dim: Wan VAE base width.
+        vae_dim_mult: Wan VAE width multipliers per level (real Wan 2.1: 1, 2, 4, 4).
+        vae_res_blocks: Wan VAE residual blocks per level (real: 2).
+        rope_max_seq_len: Wan RoPE table length (real: 1024).
         flow_shift: Flow models: static shift s of the noise schedule.
         num_train_timesteps: T.
         seed: Seed of the random initialisation (the same seed rebuilds the same base model).
@@ -36,6 +39,9 @@ class TinyDiTConfig:
     max_prompt_tokens: int = 32
     latent_channels: int = 16
     vae_base_dim: int = 3
+    vae_dim_mult: tuple[int, ...] = (1, 1, 1, 1)
+    vae_res_blocks: int = 1
+    rope_max_seq_len: int = 32
     flow_shift: float = 3.0
     num_train_timesteps: int = 1000
     seed: int = 0

@@ -100,7 +100,8 @@ def tiny_wan_transformer(config: TinyDiTConfig) -> nn.Module:
         patch_size=(1, 2, 2), num_attention_heads=config.num_attention_heads,
         attention_head_dim=config.attention_head_dim, in_channels=config.latent_channels,
         out_channels=config.latent_channels, text_dim=config.text_width, freq_dim=256, ffn_dim=config.ffn_dim,
-        num_layers=config.num_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+        num_layers=config.num_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=config.rope_max_seq_len)
 
 
 def tiny_umt5(config: TinyDiTConfig, vocab_size: int, pad_token_id: int, eos_token_id: int) -> nn.Module:
@@ -122,8 +123,9 @@ def build_tiny_wan(config: TinyDiTConfig, flow_shift: Optional[float] = None) ->
         transformer = tiny_wan_transformer(config)
         tokenizer = tiny_clip_tokenizer(config.max_prompt_tokens)
         text_encoder = tiny_umt5(config, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
-        vae = AutoencoderKLWan(base_dim=config.vae_base_dim, z_dim=config.latent_channels, dim_mult=[1, 1, 1, 1],
-                               num_res_blocks=1, temperal_downsample=[False, True, True])
+        vae = AutoencoderKLWan(base_dim=config.vae_base_dim, z_dim=config.latent_channels,
+                               dim_mult=list(config.vae_dim_mult), num_res_blocks=config.vae_res_blocks,
+                               temperal_downsample=[False, True, True])
     schedule = FlowMatchingSchedule(config.num_train_timesteps, flow_shift or config.flow_shift)
     return WanComponents(transformer, text_encoder, vae, tokenizer, schedule, config.max_prompt_tokens)
 
