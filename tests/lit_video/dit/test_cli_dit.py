@@ -7,7 +7,10 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cli import main
-from lit_video.lora import read_lora_file
+from lit_video.components import ComponentsSpec
+from lit_video.dit.config import TinyDiTConfig
+from lit_video.dit.module import DiTMotionCustomizationModule
+from lit_video.lora import lora_layers, read_lora_file
 from tests.lit_video.helpers import REPO_ROOT
 
 FRAMES = {"wan": 5, "cogvideox": 9, "latte": 4}  # Wan: 4k + 1, CogVideoX: 8k + 1, tiny Latte: its video_length
@@ -63,3 +66,24 @@ def test_probe_on_the_tiny_dit_config_writes_table_plot_and_gifs(tmp_path, famil
     assert (folder / "videos" / "late_b1000.gif").is_file()
     events = EventAccumulator(str(folder.parent), size_guidance={"images": 0}).Reload()
     assert {"probe/curves", "probe/reference"} <= set(events.Tags()["images"])
+
+
+@pytest.mark.parametrize("family", ["wan", "cogvideox", "latte"])
+def test_lora_sampler_reads_the_dit_lora_and_writes_its_comparison_grid(tmp_path, family):
+    config = {"wan": {}, "cogvideox": {"num_attention_heads": 4, "attention_head_dim": 8},
+              "latte": {"num_attention_heads": 3, "attention_head_dim": 8}}[family]
+    module = DiTMotionCustomizationModule(components=ComponentsSpec(family=family, tiny_dit=TinyDiTConfig(**config)),
+                                          lora_preset="latte_temporal" if family == "latte" else "self_attn",
+                                          lora_rank=4, motion_boundary=500, motion_boundary_units="timestep")
+    for layer in lora_layers(module.components.unet):
+        layer.lora_B["temporal"].weight.data.normal_(0, 0.3)
+    module.save_lora(tmp_path / "lora" / "pytorch_lora_weights.safetensors")
+    main(["predict", "--config", str(REPO_ROOT / "configs/video/sample_tiny.yaml"),
+          "--model.init_args.lora_path", str(tmp_path), "--model.init_args.components.family", family,
+          *[f"--model.init_args.components.tiny_dit.{k}={v}" for k, v in config.items()],
+          "--model.init_args.prompts", '["a red square moving right"]', "--model.init_args.seeds", "[0]",
+          "--model.init_args.num_inference_steps", "2", "--trainer.default_root_dir", str(tmp_path / "out"),
+          "--trainer.logger.init_args.save_dir", str(tmp_path / "out"),
+          "--data.init_args.generated_clip_dir", str(tmp_path / "clip"), *small(family)])
+    [grid] = list((tmp_path / "out").glob("samples/version_*/predict/a_red_square_moving_right/grid.gif"))
+    assert Image.open(grid).n_frames == FRAMES[family]
