@@ -14,6 +14,14 @@ warm-up, so it is not counted.
     .venv/bin/python benchmarks/video_step.py                      # tiny model, CPU
     python benchmarks/video_step.py --preset zeroscope --device cuda --dtype bfloat16 \\
         --frames 24 --height 320 --width 576 --total-steps 150     # ZeroScope UNet3D, random weights
+    .venv/bin/python benchmarks/video_step.py --preset wan_tiny    # DiTs: wan_tiny, cogvideox_tiny, latte_tiny
+    python benchmarks/video_step.py --preset wan2.1_1.3b --device cuda --dtype bfloat16 --height 480 --width 832 \\
+        --total-steps 150 --skip-baseline --gradient-checkpointing   # Wan 2.1 1.3B architecture, random weights
+
+DiT presets compare the windowed DiT recipe (Wan / CogVideoX: ``self_attn``, LoRA on the full 3-D
+self-attention, σ ≥ 0.7 resp. t ≥ t*; Latte: ``latte_temporal``) with the adapted MotionDirector
+baseline (spatial adapter on cross-attention + feed-forward trained on one frame, temporal adapter on
+self-attention / Latte's temporal blocks, full timestep range).
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lit_video.components import ComponentsSpec, TinyComponentsConfig  # noqa: E402
+from lit_video.dit.config import TinyDiTConfig  # noqa: E402
+from lit_video.dit.module import DiTMotionCustomizationModule  # noqa: E402
 from lit_video.module import MotionCustomizationModule  # noqa: E402
 
 PRESETS = {
@@ -40,6 +50,21 @@ PRESETS = {
     "zeroscope": TinyComponentsConfig(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
                                       norm_num_groups=32, attention_head_dim=64, text_width=1024, text_layers=2,
                                       max_prompt_tokens=77, vae_block_out_channels=(128, 256, 512, 512)),
+}
+
+
+# DiT presets: (family, sizes, windowed recipe, default frames: Wan 4k + 1, CogVideoX 8k + 1, tiny Latte its
+# video_length; the tiny Latte builds a 4-frame temporal embedding, so it only runs 4 frames)
+DIT_PRESETS = {
+    "wan_tiny": ("wan", TinyDiTConfig(), "self_attn", 9),
+    "cogvideox_tiny": ("cogvideox", TinyDiTConfig(num_attention_heads=4, attention_head_dim=8), "self_attn", 9),
+    "latte_tiny": ("latte", TinyDiTConfig(num_attention_heads=3, attention_head_dim=8), "latte_temporal", 4),
+    # Wan-AI/Wan2.1-T2V-1.3B's transformer and VAE architecture (random weights); a 2-layer UMT5 of the real width
+    # stands in for UMT5-XXL (text encoding is frozen and outside the LoRA's backward)
+    "wan2.1_1.3b": ("wan", TinyDiTConfig(num_layers=30, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
+                                         text_width=4096, text_layers=2, max_prompt_tokens=512, vae_base_dim=96,
+                                         vae_dim_mult=(1, 2, 4, 4), vae_res_blocks=2, rope_max_seq_len=1024),
+                    "self_attn", 33),
 }
 
 
@@ -58,9 +83,17 @@ class Recipe:
     def __init__(self, name: str, preset: str, args: argparse.Namespace, device: torch.device) -> None:
         torch.manual_seed(0)
         self.name = name
-        self.module = MotionCustomizationModule(
-            components=ComponentsSpec(tiny=PRESETS[args.preset]), lora_preset=preset, lora_rank=args.rank,
-            gradient_checkpointing=args.gradient_checkpointing).to(device=device, dtype=args.torch_dtype)
+        if args.preset in DIT_PRESETS:
+            family, sizes, _, _ = DIT_PRESETS[args.preset]
+            module = DiTMotionCustomizationModule(
+                components=ComponentsSpec(family=family, tiny_dit=sizes), lora_preset=preset, lora_rank=args.rank,
+                motion_boundary=600, motion_boundary_units="modelscope_timestep",
+                gradient_checkpointing=args.gradient_checkpointing)
+        else:
+            module = MotionCustomizationModule(
+                components=ComponentsSpec(tiny=PRESETS[args.preset]), lora_preset=preset, lora_rank=args.rank,
+                gradient_checkpointing=args.gradient_checkpointing)
+        self.module = module.to(device=device, dtype=args.torch_dtype)
         self.parameters = self.module.trainable_parameters()
         self.optimizer = torch.optim.AdamW(self.parameters, lr=5e-4, weight_decay=1e-2)
         video = torch.rand(1, 3, args.frames, args.height, args.width, generator=torch.Generator().manual_seed(0))
@@ -115,10 +148,10 @@ def peak_step_memory(recipe: Recipe, device: torch.device, steps: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--preset", choices=sorted(PRESETS) + sorted(DIT_PRESETS), default="tiny")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=None, help="default: 8 (UNets), the DiT preset's own")
     parser.add_argument("--height", type=int, default=64)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--rank", type=int, default=32)
@@ -135,6 +168,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.torch_dtype = getattr(torch, args.dtype)
+    if args.frames is None:
+        args.frames = DIT_PRESETS[args.preset][3] if args.preset in DIT_PRESETS else 8
     device = torch.device(args.device)
 
     print(f"date     {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
@@ -143,10 +178,11 @@ def main() -> None:
         print(f"device   {torch.cuda.get_device_name(device)}")
     print(f"workload preset={args.preset} {args.frames} frames {args.height}×{args.width} px, batch 1, "
           f"rank {args.rank}, {args.dtype}, device {device}")
-    recipes = [Recipe("windowed temporal_attn", "temporal_attn", args, device)]
+    windowed = DIT_PRESETS[args.preset][2] if args.preset in DIT_PRESETS else "temporal_attn"
+    recipes = [Recipe(f"windowed {windowed}", windowed, args, device)]
     if not args.skip_baseline:
         recipes.append(Recipe("motion_director baseline", "motion_director", args, device))
-    print(f"unet     {sum(p.numel() for p in recipes[0].module.components.unet.parameters() if not p.requires_grad):,} "
+    print(f"model    {sum(p.numel() for p in recipes[0].module.components.unet.parameters() if not p.requires_grad):,} "
           "frozen parameters")
 
     for _ in range(args.warmup):

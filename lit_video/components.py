@@ -20,9 +20,11 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from lit_video.dit.config import TinyDiTConfig
 from lit_video.errors import VideoInputError
 
 UnetKind = Literal["unet3d", "motion"]
+ModelFamily = Literal["unet", "wan", "cogvideox", "latte"]
 
 
 @dataclass
@@ -74,11 +76,20 @@ class ComponentsSpec:
             ``pretrained_path/unet`` holds a plain ``UNet2DConditionModel`` (a Stable Diffusion
             folder) rather than a saved ``UNetMotionModel``.
         tiny: Sizes of the random components when ``pretrained_path`` is ``None``.
+        family: ``unet`` (ModelScope/ZeroScope/AnimateDiff) or a DiT: ``wan`` (Wan 2.1/2.2, flow
+            matching), ``cogvideox`` (v-prediction DDIM) or ``latte``. With ``pretrained_path`` a folder
+            holding ``transformer/`` is recognised from its config, whatever this says.
+        tiny_dit: Sizes of the random DiT components (``family`` != ``unet``, no ``pretrained_path``).
+        flow_shift: Flow models: the static shift s of the noise schedule; ``None`` reads it from the
+            folder's scheduler config (``flow_shift`` / ``shift``), or ``tiny_dit.flow_shift``.
     """
 
     pretrained_path: Optional[str] = None
     motion_adapter_path: Optional[str] = None
     tiny: TinyComponentsConfig = field(default_factory=TinyComponentsConfig)
+    family: ModelFamily = "unet"
+    tiny_dit: TinyDiTConfig = field(default_factory=TinyDiTConfig)
+    flow_shift: Optional[float] = None
 
 
 class VideoDiffusionComponents(nn.Module):
@@ -259,7 +270,12 @@ def load_pretrained_components(path: str, motion_adapter_path: Optional[str] = N
 
 def build_components(spec: ComponentsSpec) -> VideoDiffusionComponents:
     """Tiny random components, or a local checkpoint folder; all weights frozen."""
-    if spec.pretrained_path:
+    from lit_video.dit.registry import build_dit_components, folder_dit_family  # lazy: the DiT files import this one
+
+    family = folder_dit_family(spec.pretrained_path) if spec.pretrained_path else spec.family
+    if family not in (None, "unet"):
+        components = build_dit_components(spec, family)
+    elif spec.pretrained_path:
         components = load_pretrained_components(spec.pretrained_path, spec.motion_adapter_path)
     else:
         components = build_tiny_components(spec.tiny)

@@ -2,8 +2,8 @@
 
 Sampling goes t → t_prev along the inference timesteps; inversion walks the same pairs backwards
 (t_prev → t), so with a UNet whose output does not depend on its input the round trip is exact
-(spec §4). The step mirrors ``diffusers.DDIMScheduler.step`` (tested for parity) and supports
-epsilon and v prediction. Shape-agnostic: latents may be (B, C, F, H, W) or anything else.
+(spec §4) for ε-prediction (for v-prediction it is the usual approximate inversion). The step
+mirrors ``diffusers.DDIMScheduler.step`` (tested for parity) and supports epsilon and v prediction. Shape-agnostic: latents may be (B, C, F, H, W) or anything else.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ class DDIMSchedule:
 
     @classmethod
     def from_scheduler(cls, scheduler, num_inference_steps: int) -> "DDIMSchedule":
-        """Uses a copy of ``scheduler`` to place the timesteps (spacing, steps_offset as configured)."""
-        from diffusers import DDIMScheduler
+        """Uses a copy of ``scheduler`` to place the timesteps (spacing, steps_offset as configured);
+        CogVideoX's scheduler is kept as it is (its ``snr_shift_scale`` changes ᾱ, the step is DDIM's)."""
+        from diffusers import CogVideoXDDIMScheduler, DDIMScheduler
 
-        ddim = DDIMScheduler.from_config(scheduler.config)
+        kind = CogVideoXDDIMScheduler if "snr_shift_scale" in scheduler.config else DDIMScheduler
+        ddim = kind.from_config(scheduler.config)
         ddim.set_timesteps(num_inference_steps)
         return cls(timesteps=[int(t) for t in ddim.timesteps], alphas_cumprod=ddim.alphas_cumprod,
                    final_alpha_cumprod=ddim.final_alpha_cumprod,

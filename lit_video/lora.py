@@ -11,6 +11,18 @@ temporal_all       every linear of the temporal transformers (proj_in/out, atten
 spatial_all        every linear of the spatial transformers (MotionDirector's spatial LoRA)
 =================  ======================================================================
 
+DiTs (Wan, CogVideoX, Latte: chosen by the model's class) have their own table, ``DIT_PRESET_PATTERNS``:
+
+=================  ======================================================================
+preset             layers
+=================  ======================================================================
+self_attn          q/k/v/out of every block's attn1 (full 3-D self-attention; Wan, CogVideoX)
+self_attn_qk       q/k of every block's attn1 (changes who attends to whom, keeps values)
+latte_temporal     q/k/v/out of Latte's temporal blocks' attention
+temporal_all       baseline's temporal adapter: every attn1 linear (Latte: temporal blocks)
+spatial_all        baseline's spatial adapter: attn2 + feed-forward (Latte: spatial blocks)
+=================  ======================================================================
+
 The ``motion_director`` recipe uses two adapters: ``spatial`` (spatial_all) and ``temporal``
 (temporal_all). In both UNet3D transformer kinds attn1 and attn2 of a temporal block are
 self-attention over frames (spec §4).
@@ -45,11 +57,43 @@ PRESET_PATTERNS: dict[str, str] = {
 }
 
 
+_DIT_BLOCK = r"(?:blocks|transformer_blocks)\.\d+"  # Wan: blocks.N; CogVideoX / Latte spatial: transformer_blocks.N
+DIT_PRESET_PATTERNS: dict[str, dict[str, str]] = {
+    "wan_cogvideox": {
+        "self_attn": _DIT_BLOCK + r"\.attn1\." + _ATTN_PROJ,
+        "self_attn_qk": _DIT_BLOCK + r"\.attn1\.(?:to_q|to_k)",
+        "temporal_all": _DIT_BLOCK + r"\.attn1\..+",
+        "spatial_all": _DIT_BLOCK + r"\.(?:attn2|ffn|ff)\..+",
+    },
+    "latte": {
+        "self_attn": r"(?:transformer_blocks|temporal_transformer_blocks)\.\d+\.attn1\." + _ATTN_PROJ,
+        "self_attn_qk": r"(?:transformer_blocks|temporal_transformer_blocks)\.\d+\.attn1\.(?:to_q|to_k)",
+        "latte_temporal": r"temporal_transformer_blocks\.\d+\.attn1\." + _ATTN_PROJ,
+        "temporal_all": r"temporal_transformer_blocks\.\d+\..+",
+        "spatial_all": r"transformer_blocks\.\d+\..+",
+    },
+}
+_DIT_CLASSES = {"WanTransformer3DModel": "wan_cogvideox", "CogVideoXTransformer3DModel": "wan_cogvideox",
+                "LatteTransformer3DModel": "latte"}
+
+
+def preset_patterns(model: nn.Module) -> dict[str, str]:
+    """The preset table for ``model``: a DiT's own (by class, subclasses included), else the UNets'."""
+    for cls in type(model).__mro__:
+        if cls.__name__ in _DIT_CLASSES:
+            return DIT_PRESET_PATTERNS[_DIT_CLASSES[cls.__name__]]
+    return PRESET_PATTERNS
+
+
 def target_module_names(model: nn.Module, preset: str) -> list[str]:
     """Names of the ``nn.Linear`` layers of ``model`` that ``preset`` selects."""
-    if preset not in PRESET_PATTERNS:
-        raise VideoInputError(f"unknown LoRA target preset {preset!r}: use one of {sorted(PRESET_PATTERNS)}")
-    pattern = re.compile(PRESET_PATTERNS[preset])
+    patterns = preset_patterns(model)
+    if preset not in patterns:
+        known = set(PRESET_PATTERNS).union(*DIT_PRESET_PATTERNS.values())
+        what = f"LoRA target preset {preset!r} does not apply to" if preset in known else \
+            f"unknown LoRA target preset {preset!r} for"
+        raise VideoInputError(f"{what} {type(model).__name__}: use one of {sorted(patterns)}")
+    pattern = re.compile(patterns[preset])
     return [name for name, module in model.named_modules()
             if isinstance(module, nn.Linear) and pattern.fullmatch(name)]
 
@@ -161,19 +205,20 @@ def save_lora_safetensors(model: nn.Module, adapter_names: list[str], path: str 
     return path
 
 
-def load_lora_with_diffusers(unet: nn.Module, path: str | Path, adapter_name: str = "default") -> nn.Module:
+def load_lora_with_diffusers(unet: nn.Module, path: str | Path, adapter_name: str = "default",
+                             prefix: str = "unet") -> nn.Module:
     """Loads our safetensors into a plain diffusers UNet with diffusers' own ``load_lora_adapter``.
 
     ``UNetMotionModel`` (AnimateDiff) has the loader; ``UNet3DConditionModel`` (ModelScope /
-    ZeroScope) lacks ``PeftAdapterMixin`` in diffusers 0.42, so its class is extended with it
-    in place (same weights, same forward).
+    ZeroScope) and ``LatteTransformer3DModel`` lack ``PeftAdapterMixin`` in diffusers 0.42, so the
+    class is extended with it in place (same weights, same forward). DiT files use ``prefix="transformer"``.
     """
     from diffusers.loaders.peft import PeftAdapterMixin
 
     if not isinstance(unet, PeftAdapterMixin):
         unet.__class__ = type(f"{type(unet).__name__}WithAdapters", (type(unet), PeftAdapterMixin), {})
     path = Path(path)
-    unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix="unet", adapter_name=adapter_name)
+    unet.load_lora_adapter(str(path.parent), weight_name=path.name, prefix=prefix, adapter_name=adapter_name)
     return unet
 
 
@@ -194,10 +239,13 @@ def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def load_lora_safetensors(model: nn.Module, path: str | Path, adapter_name: str = "temporal",
-                          prefix: str = "unet") -> dict:
+                          prefix: Optional[str] = None) -> dict:
     """Injects an adapter shaped like the file's (rank, alpha, targets from its metadata) into ``model``
-    and loads the weights; returns the file's ``lit_video`` metadata (t*, recipe), or ``{}``."""
+    and loads the weights; returns the file's ``lit_video`` metadata (t*, recipe), or ``{}``.
+    ``prefix`` ``None`` takes the file's own (``unet`` for the UNets, ``transformer`` for DiTs)."""
     state, metadata = read_lora_file(path)
+    if prefix is None:
+        prefix = next(iter(state), "unet.").split(".", 1)[0]
     adapter = metadata.get("lora_adapter_metadata", {})
     targets = adapter.get(f"{prefix}.target_modules")
     rank, alpha = adapter.get(f"{prefix}.r"), adapter.get(f"{prefix}.lora_alpha")

@@ -31,10 +31,9 @@ import torch
 
 from lit_video.components import ComponentsSpec, VideoDiffusionComponents, build_components
 from lit_video.dashboards import add_gif, add_png, tensorboard_writer
-from lit_video.ddim import DDIMSchedule, ddim_invert, ddim_sample
 from lit_video.metrics.clip_score import CLIPVideoScorer, build_tiny_clip
 from lit_video.metrics.motion_fidelity import video_motion_fidelity
-from lit_video.sampling import guided_denoiser
+from lit_video.sampling import guided_denoiser, inference_schedule, invert_latents, sample_latents
 from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
 
@@ -53,17 +52,32 @@ class WindowResult:
     num_seeds: int = 1
 
 
-def window_text(source: torch.Tensor, edit: torch.Tensor, start: int, end: int) -> Callable[[int], torch.Tensor]:
+def in_window(t: float, start: float, end: float, num_train_timesteps: Optional[int] = None) -> bool:
+    """Whether timestep t lies in the window [start, end] of the integer training axis. Flow models' steps
+    t = σ·T are not integers and reach T: a late window [0, b−1] holds every t < b (all of them when it
+    ends at T−1), an early window [b, T−1] every t ≥ b (none when b = T), so each t belongs to exactly one
+    of the two windows of a boundary."""
+    t = float(t)
+    T = num_train_timesteps
+    if T is not None and start >= T:
+        return False
+    below_end = True if T is not None and end >= T - 1 else t < end + 1
+    return t >= start and below_end
+
+
+def window_text(source: torch.Tensor, edit: torch.Tensor, start: int, end: int,
+                num_train_timesteps: Optional[int] = None) -> Callable[[int], torch.Tensor]:
     """timestep → the new prompt's embeddings inside [start, end], the source's elsewhere."""
-    return lambda t: edit if start <= t <= end else source
+    return lambda t: edit if in_window(t, start, end, num_train_timesteps) else source
 
 
 def resample_with_window(components: VideoDiffusionComponents, inverted_latents: torch.Tensor,
-                         schedule: DDIMSchedule, source_text: torch.Tensor, edit_text: torch.Tensor,
+                         schedule, source_text: torch.Tensor, edit_text: torch.Tensor,
                          negative_text: torch.Tensor, window: tuple[int, int], guidance_scale: float) -> torch.Tensor:
-    """DDIM from z_T with the new prompt injected on steps whose t lies in ``window`` (inclusive)."""
-    denoise = guided_denoiser(components, window_text(source_text, edit_text, *window), negative_text, guidance_scale)
-    return ddim_sample(denoise, inverted_latents, schedule)
+    """Re-sampling (DDIM, or the flow ODE) from z_T with the new prompt on steps whose t lies in ``window``."""
+    text_for_step = window_text(source_text, edit_text, *window, components.num_train_timesteps)
+    denoise = guided_denoiser(components, text_for_step, negative_text, guidance_scale)
+    return sample_latents(denoise, inverted_latents, schedule)
 
 
 def estimate_motion_boundary(boundaries: list[int], motion: list[float], motion_source: float, motion_full: float,
@@ -175,19 +189,19 @@ class MotionEncodingProbe(pl.LightningModule):
     def run(self, video_BCFHW: torch.Tensor, source_prompt: str) -> tuple[list[WindowResult], dict]:
         """The whole probe on one clip; returns the per-window results and a summary."""
         components = self.components
-        schedule = DDIMSchedule.from_scheduler(components.scheduler, self.hparams.num_inference_steps)
+        schedule = inference_schedule(components, self.hparams.num_inference_steps)
         edit_prompt = self.hparams.edit_prompt
         source, edit, empty = components.encode_prompts([source_prompt, edit_prompt, ""]).split(1)
         latents = components.encode_video(video_BCFHW.to(self.device))
         inversion_text = source if self.hparams.invert_with == "source" else empty
-        inverted = ddim_invert(guided_denoiser(components, lambda t: inversion_text, None, 1.0), latents, schedule)
+        inverted = invert_latents(guided_denoiser(components, lambda t: inversion_text, None, 1.0), latents, schedule)
         reference = (video_BCFHW[0].permute(1, 0, 2, 3).float().cpu() + 1) / 2  # (F, 3, H, W) in [0, 1]
 
         starts = [self.start_latents(inverted, seed) for seed in self.seeds]
         cache: dict[tuple[int, ...], tuple[list[float], list[float], np.ndarray]] = {}
         results, videos = [], {}
         for kind, boundary, start, end in self.windows():
-            edited = tuple(t for t in schedule.timesteps if start <= t <= end)
+            edited = tuple(t for t in schedule.timesteps if in_window(t, start, end, components.num_train_timesteps))
             if edited not in cache:  # windows that cover the same inference steps give the same video
                 appearance, motion, first = [], [], None
                 for start_latents in starts:

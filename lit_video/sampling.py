@@ -13,9 +13,8 @@ from typing import Callable, Literal, Optional
 import torch
 
 from lit_video.components import VideoDiffusionComponents
-from lit_video.ddim import DDIMSchedule, Denoiser, ddim_sample
+from lit_video.ddim import DDIMSchedule, Denoiser, ddim_invert, ddim_sample
 from lit_video.lora import lora_enabled
-
 
 LoraMode = Literal["off", "all", "windowed"]
 
@@ -26,8 +25,8 @@ def lora_schedule(mode: LoraMode, motion_boundary: int) -> Callable[[int], bool]
         return lambda t: False
     if mode == "all":
         return lambda t: True
-    if mode == "windowed":
-        return lambda t: int(t) >= motion_boundary
+    if mode == "windowed":  # float compare: flow models' timesteps σ·T are not integers
+        return lambda t: float(t) >= motion_boundary
     raise ValueError(f"unknown LoRA mode {mode!r}: use 'off', 'all' or 'windowed'")
 
 
@@ -62,12 +61,42 @@ def guided_denoiser(components: VideoDiffusionComponents, text_for_step: Callabl
 
 def initial_noise(components: VideoDiffusionComponents, batch_size: int, num_frames: int, height: int, width: int,
                   seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """z_T ~ N(0, I) of shape (B, c, F, H/s, W/s), reproducible from ``seed`` on any device."""
-    channels = components.unet.config.in_channels
-    scale = components.vae_scale_factor
+    """z_T ~ N(0, I) of shape (B, c, F, H/s, W/s) (a DiT's ``latent_shape``: its VAE also compresses frames),
+    reproducible from ``seed`` on any device."""
+    if hasattr(components, "latent_shape"):
+        shape = components.latent_shape(batch_size, num_frames, height, width)
+    else:
+        scale = components.vae_scale_factor
+        shape = (batch_size, components.unet.config.in_channels, num_frames, height // scale, width // scale)
     generator = torch.Generator("cpu").manual_seed(seed)
-    noise = torch.randn((batch_size, channels, num_frames, height // scale, width // scale), generator=generator)
-    return noise.to(device)
+    return torch.randn(shape, generator=generator).to(device)
+
+
+def inference_schedule(components: VideoDiffusionComponents, num_inference_steps: int):
+    """The sampler's steps: a ``FlowSchedule`` (Euler flow ODE, the model's shift) for flow models, else DDIM."""
+    if getattr(components, "is_flow", False):
+        from lit_video.dit.flow import FlowSchedule  # lazy: the DiT package imports components
+
+        return FlowSchedule.from_shift(num_inference_steps, components.scheduler.shift, components.num_train_timesteps)
+    return DDIMSchedule.from_scheduler(components.scheduler, num_inference_steps)
+
+
+def sample_latents(denoise: Denoiser, latents: torch.Tensor, schedule) -> torch.Tensor:
+    """Noise → clean latents with the schedule's sampler (flow Euler ODE or DDIM, eta = 0)."""
+    if isinstance(schedule, DDIMSchedule):
+        return ddim_sample(denoise, latents, schedule)
+    from lit_video.dit.flow import flow_sample
+
+    return flow_sample(denoise, latents, schedule)
+
+
+def invert_latents(denoise: Denoiser, latents: torch.Tensor, schedule) -> torch.Tensor:
+    """Clean latents → noise: DDIM inversion, or the reverse flow ODE for flow models."""
+    if isinstance(schedule, DDIMSchedule):
+        return ddim_invert(denoise, latents, schedule)
+    from lit_video.dit.flow import flow_invert
+
+    return flow_invert(denoise, latents, schedule)
 
 
 @torch.no_grad()
@@ -75,12 +104,12 @@ def generate_video(components: VideoDiffusionComponents, prompts: list[str], num
                    width: int, num_inference_steps: int = 30, guidance_scale: float = 12.0,
                    negative_prompt: str = "", lora_active: Optional[Callable[[int], bool]] = None,
                    seed: int = 0) -> torch.Tensor:
-    """DDIM + CFG text-to-video; returns pixels in [-1, 1] of shape (B, 3, F, H, W)."""
+    """DDIM (or, for flow models, Euler flow ODE) + CFG text-to-video; pixels in [-1, 1] (B, 3, F, H, W)."""
     device = next(components.unet.parameters()).device
     text = components.encode_prompts(prompts).to(device)
     negative = components.encode_prompts([negative_prompt] * len(prompts)).to(device)
-    schedule = DDIMSchedule.from_scheduler(components.scheduler, num_inference_steps)
+    schedule = inference_schedule(components, num_inference_steps)
     denoise = guided_denoiser(components, lambda t: text, negative, guidance_scale, lora_active)
     latents = initial_noise(components, len(prompts), num_frames, height, width, seed, device)
-    latents = ddim_sample(denoise, latents.to(text.dtype), schedule)
+    latents = sample_latents(denoise, latents.to(text.dtype), schedule)
     return components.decode_latents(latents)

@@ -45,10 +45,12 @@ class MotionWindowSampler:
 
 
 def diffusion_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """What the UNet should output for x_t = add_noise(latents, noise, t): ε or v."""
+    """What the model should output for x_t = add_noise(latents, noise, t): ε or v."""
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":
         return noise
     if prediction_type == "v_prediction":
         return scheduler.get_velocity(latents, noise, timesteps)
-    raise ValueError(f"unsupported prediction_type {prediction_type!r}: use epsilon or v_prediction")
+    if prediction_type == "flow_prediction":  # flow matching (lit_video.dit.flow): velocity ε − x0
+        return noise - latents
+    raise ValueError(f"unsupported prediction_type {prediction_type!r}: use epsilon, v_prediction or flow_prediction")
