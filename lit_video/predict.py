@@ -103,7 +103,7 @@ class LoRASampler(pl.LightningModule):
     def __init__(self, lora_path: str, prompts: list[str],
                  components: ComponentsSpec = ComponentsSpec(),  # noqa: B008 (CLI schema default)
                  seeds: Optional[list[int]] = None, negative_prompt: str = "", num_inference_steps: int = 30,
-                 guidance_scale: float = 12.0, motion_boundary: Optional[int] = None, fps: Optional[float] = None,
+                 guidance_scale: float = 12.0, motion_boundary: Optional[float] = None, fps: Optional[float] = None,
                  motion_fidelity: bool = True,
                  tracker: PointTracker = LucasKanadeTracker(),  # noqa: B008
                  track_grid_size: int = 10, clip_model_path: Optional[str] = None,
@@ -121,9 +121,10 @@ class LoRASampler(pl.LightningModule):
             raise VideoInputError(f"{self.lora_file} carries no t* (motion_boundary): set "
                                   "model.init_args.motion_boundary, e.g. 600 for ZeroScope")
         T = self.components.num_train_timesteps
-        if not 0 <= int(boundary) < T:
+        if not 0 <= float(boundary) < T:
             raise VideoInputError(f"motion_boundary must lie in [0, {T - 1}], got {boundary}")
-        self.motion_boundary = int(boundary)
+        # DDPM-type models use integer timesteps; flow models pass sigma * 1000, which need not be one
+        self.motion_boundary = int(boundary) if float(boundary).is_integer() else float(boundary)
         self.seeds = list(seeds) if seeds else [0]
         self.tracker = tracker
         self._clip = None
