@@ -99,7 +99,8 @@ def main() -> None:
         with av.open(str(clip)) as container:
             stream = container.streams.video[0]
             print(f"clip: {stream.codec_context.name} {stream.codec_context.width}x{stream.codec_context.height} "
-                  f"{stream.frames} frames @ {float(stream.average_rate):.0f} fps, {clip.stat().st_size / 2**20:.1f} MiB "
+                  f"{stream.frames} frames @ {float(stream.average_rate):.0f} fps, "
+                  f"{clip.stat().st_size / 2**20:.1f} MiB "
                   f"(written in {time.perf_counter() - started:.0f} s)")
         total_frames = int(args.seconds * 30)
         rows = [("ours, 16 frames from frame 0, stride 1", measure("ours", clip, 0, 1, 16)),
@@ -111,7 +112,8 @@ def main() -> None:
         print("|---|---:|---:|---|")
         for name, row in rows:
             print(f"| {name} | {row['above_imports_mib']:.0f} | {row['seconds']:.2f} | {row['shape']} |")
-        print(f"| peer (decode all, then pick), first {args.peer_seconds:g} s measured | {peer['above_imports_mib']:.0f} | "
+        print(f"| peer (decode all, then pick), first {args.peer_seconds:g} s measured | "
+              f"{peer['above_imports_mib']:.0f} | "
               f"{peer['seconds']:.2f} | {peer['shape']} |")
         print(f"| peer extrapolated to {total_frames} frames | {estimate:.0f} | | |")
         worst = max(row["above_imports_mib"] for _, row in rows)

@@ -60,14 +60,16 @@ def window_scores(video_F3HW: torch.Tensor, tracker: LucasKanadeTracker) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clip", default=str(Path(__file__).resolve().parents[2] / "shared/data/carphone_pristine.mp4"))
+    default_clip = Path(__file__).resolve().parents[2] / "shared/data/carphone_pristine.mp4"
+    parser.add_argument("--clip", default=str(default_clip))
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     all_frames, fps = read_video(args.clip)
     video = torch.from_numpy(all_frames).permute(0, 3, 1, 2).float() / 255
-    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"{platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {args.threads} thread(s); clip {args.clip}: {len(video)} frames "
           f"{video.shape[-1]}x{video.shape[-2]} @ {fps:.2f} fps")
     tracker = LucasKanadeTracker()
@@ -81,14 +83,16 @@ def main() -> None:
                 f"{c} {scores[c][0]:+.2f} (orig {scores[c][1]:+.2f})" for c in CASES), flush=True)
     print("\n| case | ours: median [min, max] | original: median [min, max] | ours passes |")
     print("|---|---|---|---|")
-    limits = {"self": (0.99, 1), "noise": (0.90, 1), "brightness": (0.95, 1), "frozen": (-1, 0.30), "reversed": (-1, 0.30)}
+    limits = {"self": (0.99, 1), "noise": (0.90, 1), "brightness": (0.95, 1),
+              "frozen": (-1, 0.30), "reversed": (-1, 0.30)}
     for case in CASES:
         ours = [r[2][case][0] for r in rows]
         original = [r[2][case][1] for r in rows]
         low, high = limits[case]
         passes = sum(low <= s <= high for s in ours)
         print(f"| {case} | {statistics.median(ours):+.2f} [{min(ours):+.2f}, {max(ours):+.2f}] | "
-              f"{statistics.median(original):+.2f} [{min(original):+.2f}, {max(original):+.2f}] | {passes}/{len(ours)} |")
+              f"{statistics.median(original):+.2f} [{min(original):+.2f}, {max(original):+.2f}] | "
+              f"{passes}/{len(ours)} |")
     ordered = sum(r[2]["self"][0] > r[2]["noise"][0] > max(r[2]["reversed"][0], r[2]["frozen"][0]) for r in rows)
     print(f"ordering self > noise > {{reversed, frozen}} (ours): {ordered}/{len(rows)} windows")
 

@@ -74,7 +74,8 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{platform.node()} | {cpu} | {os.cpu_count()} cores, torch threads {torch.get_num_threads()} | torch {torch.__version__}"
+    return (f"{platform.node()} | {cpu} | {os.cpu_count()} cores, torch threads {torch.get_num_threads()} | "
+            f"torch {torch.__version__}")
 
 
 class Recipe:
@@ -199,7 +200,8 @@ def main() -> None:
     print(f"\n{'recipe':<26} {'median step':>12} {'min':>8} {'trainable':>12} {'peak step memory':>17}")
     for recipe in recipes:
         print(f"{recipe.name:<26} {statistics.median(times[recipe.name]) * 1e3:>10.1f}ms "
-              f"{min(times[recipe.name]) * 1e3:>6.1f}ms {recipe.trainable:>12,} {memory[recipe.name] / 2**20:>14.1f}MiB")
+              f"{min(times[recipe.name]) * 1e3:>6.1f}ms {recipe.trainable:>12,} "
+              f"{memory[recipe.name] / 2**20:>14.1f}MiB")
     if len(recipes) == 2:
         ours, base = recipes
         speedup = statistics.median(times[base.name]) / statistics.median(times[ours.name])

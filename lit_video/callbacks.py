@@ -22,6 +22,8 @@ import lightning.pytorch as pl
 import torch
 
 from lit_video.dashboards import add_gif, slug, tensorboard_writer
+from lit_video.errors import VideoInputError
+from lit_video.metrics.clip_score import CLIPVideoScorer
 from lit_video.metrics.motion_fidelity import video_motion_fidelity
 from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
@@ -61,7 +63,6 @@ class VideoSamples(pl.Callback):
                  fps: Optional[float] = None, motion_fidelity: bool = True,
                  tracker: PointTracker = LucasKanadeTracker(),  # noqa: B008 (CLI schema default)
                  track_grid_size: int = 10, clip_model_path: Optional[str] = None, save_files: bool = True) -> None:
-        from lit_video.errors import VideoInputError
 
         if every_n_steps < 0 or num_inference_steps < 1:
             raise VideoInputError(f"VideoSamples needs every_n_steps ≥ 0 and num_inference_steps ≥ 1, got "
@@ -80,7 +81,6 @@ class VideoSamples(pl.Callback):
         self.save_files = save_files
         self._clip = None
         if clip_model_path is not None:
-            from lit_video.metrics.clip_score import CLIPVideoScorer
 
             self._clip = CLIPVideoScorer(clip_model_path)  # fails at config time on a bad folder
 
@@ -178,5 +178,6 @@ class ExportLoRA(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_rank != 0:
             return
-        path = Path(self.output_path) if self.output_path else run_dir(trainer) / "lora" / "pytorch_lora_weights.safetensors"
+        file_name = "pytorch_lora_weights.safetensors"
+        path = Path(self.output_path) if self.output_path else run_dir(trainer) / "lora" / file_name
         self.written = pl_module.save_lora(path)

@@ -158,7 +158,7 @@ class VideoDiffusionComponents(nn.Module):
 
 def ddim_scheduler(num_train_timesteps: int = 1000, prediction_type: str = "epsilon"):
     """ModelScope's scheduler (spec §4): DDIM, scaled_linear 0.00085→0.012, steps_offset 1."""
-    from diffusers import DDIMScheduler
+    from diffusers import DDIMScheduler  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
     return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_start=0.00085, beta_end=0.012,
                          beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
@@ -167,7 +167,7 @@ def ddim_scheduler(num_train_timesteps: int = 1000, prediction_type: str = "epsi
 
 def tiny_clip_tokenizer(max_length: int, directory: Optional[str] = None):
     """A real ``CLIPTokenizer`` over a character vocabulary (no merges), written offline."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # noqa: PLC0415 (transformers, heavy)
 
     directory = Path(directory) if directory else Path(tempfile.gettempdir()) / "lit_video" / "tiny_clip_tokenizer"
     directory.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def tiny_clip_tokenizer(max_length: int, directory: Optional[str] = None):
 
 
 def tiny_unet(config: TinyComponentsConfig) -> nn.Module:
-    from diffusers import UNet3DConditionModel, UNetMotionModel
+    from diffusers import UNet3DConditionModel, UNetMotionModel  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
     common = dict(block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
                   norm_num_groups=config.norm_num_groups, cross_attention_dim=config.text_width,
@@ -206,8 +206,8 @@ def tiny_unet(config: TinyComponentsConfig) -> nn.Module:
 
 def build_tiny_components(config: TinyComponentsConfig) -> VideoDiffusionComponents:
     """Random components from config; the same ``seed`` always gives the same weights."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import AutoencoderKL  # noqa: PLC0415 (diffusers, heavy and optional at import)
+    from transformers import CLIPTextConfig, CLIPTextModel  # noqa: PLC0415 (transformers, heavy)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -238,9 +238,15 @@ def _unet_class_name(folder: Path) -> str:
 
 def load_pretrained_components(path: str, motion_adapter_path: Optional[str] = None) -> VideoDiffusionComponents:
     """Loads from a local diffusers folder; the scheduler is converted to DDIM (our sampler)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNet3DConditionModel
-    from diffusers import UNetMotionModel
-    from transformers import AutoTokenizer, CLIPTextModel
+    from diffusers import (  # noqa: PLC0415 (diffusers, heavy and optional at import)
+        AutoencoderKL,
+        DDIMScheduler,
+        MotionAdapter,
+        UNet2DConditionModel,
+        UNet3DConditionModel,
+        UNetMotionModel,
+    )
+    from transformers import AutoTokenizer, CLIPTextModel  # noqa: PLC0415 (transformers, heavy)
 
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -270,7 +276,7 @@ def load_pretrained_components(path: str, motion_adapter_path: Optional[str] = N
 
 def build_components(spec: ComponentsSpec) -> VideoDiffusionComponents:
     """Tiny random components, or a local checkpoint folder; all weights frozen."""
-    from lit_video.dit.registry import build_dit_components, folder_dit_family  # lazy: the DiT files import this one
+    from lit_video.dit.registry import build_dit_components, folder_dit_family  # noqa: PLC0415 (import cycle: the DiT files import this one)
 
     family = folder_dit_family(spec.pretrained_path) if spec.pretrained_path else spec.family
     if family not in (None, "unet"):

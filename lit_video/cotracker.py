@@ -88,7 +88,7 @@ class CoTrackerTracker(_CallConventionTracker):
                  device: str = "cpu") -> None:
         file = _existing_file(checkpoint, "CoTracker checkpoint")
         try:
-            from cotracker.predictor import CoTrackerPredictor
+            from cotracker.predictor import CoTrackerPredictor  # noqa: PLC0415 (optional cotracker package)
         except ImportError as error:
             raise VideoInputError(f"CoTrackerTracker needs the cotracker package ({error}), which is not on PyPI: "
                                   "install it from a source checkout (pip install --no-deps /path/to/co-tracker) "

@@ -6,17 +6,20 @@ encoded here with PIL and written as image summaries, which TensorBoard's Images
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Optional
 
 import numpy as np
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 from lit_video.video_io import encode_gif
 
 
 def tensorboard_writer(trainer) -> Optional[object]:
     """The ``SummaryWriter`` of the trainer's TensorBoardLogger, or ``None`` if it has none."""
-    from lightning.pytorch.loggers import TensorBoardLogger
 
     for logger in getattr(trainer, "loggers", []) or []:
         if isinstance(logger, TensorBoardLogger):
@@ -30,7 +33,6 @@ def slug(text: str, max_length: int = 48) -> str:
 
 
 def _add_encoded_image(writer, tag: str, encoded: bytes, height: int, width: int, step: int) -> None:
-    from tensorboard.compat.proto.summary_pb2 import Summary
 
     image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=encoded)
     writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
@@ -43,8 +45,6 @@ def add_gif(writer, tag: str, frames: np.ndarray, step: int, fps: float = 8.0) -
 
 def add_png(writer, tag: str, png: bytes, step: int) -> None:
     """Logs an encoded PNG (e.g. a matplotlib figure) as an image summary."""
-    from PIL import Image
-    import io
 
     width, height = Image.open(io.BytesIO(png)).size
     _add_encoded_image(writer, tag, png, height, width, step)

@@ -70,10 +70,12 @@ class ReferenceVideoDataModule(pl.LightningDataModule):
                                   "'a car driving along a road'")
         if num_frames < 2 or frame_stride < 1 or start_frame < 0 or steps_per_epoch < 1:
             raise VideoInputError(f"need num_frames ≥ 2, frame_stride ≥ 1, start_frame ≥ 0, steps_per_epoch ≥ 1; got "
-                                  f"{num_frames}, {frame_stride}, {start_frame}, {steps_per_epoch}: fix these data.* values")
+                                  f"{num_frames}, {frame_stride}, {start_frame}, {steps_per_epoch}: "
+                                  f"fix these data.* values")
         if height % 8 or width % 8 or height <= 0 or width <= 0:
             raise VideoInputError(f"data.height and data.width must be positive multiples of 8 (the VAE downsamples "
-                                  f"by up to 8 and the UNet halves the latent again); got {height}×{width}: use e.g. 256×256 or 576×320")
+                                  f"by up to 8 and the UNet halves the latent again); got {height}×{width}: "
+                                  f"use e.g. 256×256 or 576×320")
         needed = start_frame + (num_frames - 1) * frame_stride + 1
         path = Path(video_path) if video_path else generated_demo_clip(generated_clip_dir, needed, height, width)
         picked, self.fps = read_video(path, start_frame, num_frames, frame_stride, cover_size=(height, width))

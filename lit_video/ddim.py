@@ -3,7 +3,8 @@
 Sampling goes t → t_prev along the inference timesteps; inversion walks the same pairs backwards
 (t_prev → t), so with a UNet whose output does not depend on its input the round trip is exact
 (spec §4) for ε-prediction (for v-prediction it is the usual approximate inversion). The step
-mirrors ``diffusers.DDIMScheduler.step`` (tested for parity) and supports epsilon and v prediction. Shape-agnostic: latents may be (B, C, F, H, W) or anything else.
+mirrors ``diffusers.DDIMScheduler.step`` (tested for parity) and supports epsilon and v prediction.
+Shape-agnostic: latents may be (B, C, F, H, W) or anything else.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class DDIMSchedule:
     def from_scheduler(cls, scheduler, num_inference_steps: int) -> "DDIMSchedule":
         """Uses a copy of ``scheduler`` to place the timesteps (spacing, steps_offset as configured);
         CogVideoX's scheduler is kept as it is (its ``snr_shift_scale`` changes ᾱ, the step is DDIM's)."""
-        from diffusers import CogVideoXDDIMScheduler, DDIMScheduler
+        from diffusers import CogVideoXDDIMScheduler, DDIMScheduler  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
         kind = CogVideoXDDIMScheduler if "snr_shift_scale" in scheduler.config else DDIMScheduler
         ddim = kind.from_config(scheduler.config)

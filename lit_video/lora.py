@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lit_video.errors import VideoInputError
@@ -104,7 +106,7 @@ def inject_lora(model: nn.Module, preset: str, adapter_name: str, rank: int, alp
 
     Returns the wrapped layer names. Only the new adapter's parameters require gradients.
     """
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # noqa: PLC0415 (peft, heavy)
 
     names = target_module_names(model, preset)
     if not names:
@@ -127,7 +129,7 @@ def inject_lora(model: nn.Module, preset: str, adapter_name: str, rank: int, alp
 
 def lora_layers(model: nn.Module, adapter_name: Optional[str] = None) -> Iterator[nn.Module]:
     """peft tuner layers of ``model`` (optionally only those carrying ``adapter_name``)."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.tuners.tuners_utils import BaseTunerLayer  # noqa: PLC0415 (peft, heavy)
 
     for module in model.modules():
         if isinstance(module, BaseTunerLayer) and (adapter_name is None or adapter_name in module.lora_A):
@@ -185,7 +187,6 @@ def save_lora_safetensors(model: nn.Module, adapter_names: list[str], path: str 
     ``UNetMotionModel.load_lora_adapter`` and ``lora_state_dict`` read it; for UNet3D use
     ``load_lora_with_diffusers``. ``extra_metadata`` (t*, recipe) is stored as JSON under ``lit_video``.
     """
-    from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +214,7 @@ def load_lora_with_diffusers(unet: nn.Module, path: str | Path, adapter_name: st
     ZeroScope) and ``LatteTransformer3DModel`` lack ``PeftAdapterMixin`` in diffusers 0.42, so the
     class is extended with it in place (same weights, same forward). DiT files use ``prefix="transformer"``.
     """
-    from diffusers.loaders.peft import PeftAdapterMixin
+    from diffusers.loaders.peft import PeftAdapterMixin  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
     if not isinstance(unet, PeftAdapterMixin):
         unet.__class__ = type(f"{type(unet).__name__}WithAdapters", (type(unet), PeftAdapterMixin), {})
@@ -225,8 +226,6 @@ def load_lora_with_diffusers(unet: nn.Module, path: str | Path, adapter_name: st
 def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and the parsed metadata (``lora_adapter_metadata`` and our ``lit_video`` entry) of a
     LoRA safetensors file written by ``save_lora_safetensors``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
@@ -257,10 +256,10 @@ def load_lora_safetensors(model: nn.Module, path: str | Path, adapter_name: str 
     if missing:
         raise VideoInputError(f"{path} targets {len(missing)} layer(s) the base model lacks (e.g. {missing[0]}): "
                               "sample with the same base model the LoRA was trained on")
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # noqa: PLC0415 (peft, heavy)
 
-    config = LoraConfig(r=int(rank), lora_alpha=float(alpha if alpha is not None else rank), target_modules=list(targets),
-                        init_lora_weights=True)
+    config = LoraConfig(r=int(rank), lora_alpha=float(alpha if alpha is not None else rank),
+                        target_modules=list(targets), init_lora_weights=True)
     inject_adapter_in_model(config, model, adapter_name=adapter_name)
     own = {}
     for key, tensor in state.items():

@@ -110,7 +110,8 @@ class MotionCustomizationModule(pl.LightningModule):
         self.window = MotionWindowSampler(
             self.components.num_train_timesteps, motion_boundary,
             restrict_to_window=(not is_baseline) if train_in_motion_window is None else train_in_motion_window)
-        self.lora_in_window_only = (not is_baseline) if lora_in_motion_window_only is None else lora_in_motion_window_only
+        self.lora_in_window_only = ((not is_baseline) if lora_in_motion_window_only is None
+                                    else lora_in_motion_window_only)
         unet = self.components.unet
         if is_baseline:
             inject_lora(unet, "spatial_all", "spatial", lora_rank, lora_alpha)
@@ -193,7 +194,8 @@ class MotionCustomizationModule(pl.LightningModule):
         optimizer = torch.optim.AdamW(self.trainable_parameters(), lr=self.hparams.learning_rate,
                                       weight_decay=self.hparams.weight_decay)
         warmup = max(0, self.hparams.warmup_steps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     # -- checkpoints ------------------------------------------------------------------------------

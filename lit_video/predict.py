@@ -27,12 +27,14 @@ from typing import Optional
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from lit_video.callbacks import frames_01, run_dir
 from lit_video.components import ComponentsSpec, build_components
 from lit_video.dashboards import add_gif, slug, tensorboard_writer
 from lit_video.errors import VideoInputError
 from lit_video.lora import load_lora_safetensors
+from lit_video.metrics.clip_score import CLIPVideoScorer
 from lit_video.metrics.motion_fidelity import video_motion_fidelity
 from lit_video.sampling import generate_video, lora_schedule
 from lit_video.tracking import LucasKanadeTracker, PointTracker
@@ -62,7 +64,6 @@ def resolve_lora_file(path: str) -> Path:
 
 def label_strip(titles: tuple[str, ...], width: int, height: int = 12) -> np.ndarray:
     """A (height, len(titles)·width, 3) white strip with each column's title."""
-    from PIL import Image, ImageDraw
 
     strip = Image.new("RGB", (width * len(titles), height), "white")
     draw = ImageDraw.Draw(strip)
@@ -129,7 +130,6 @@ class LoRASampler(pl.LightningModule):
         self.tracker = tracker
         self._clip = None
         if clip_model_path is not None:
-            from lit_video.metrics.clip_score import CLIPVideoScorer
 
             self._clip = CLIPVideoScorer(clip_model_path)
 

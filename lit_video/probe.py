@@ -31,6 +31,7 @@ import torch
 
 from lit_video.components import ComponentsSpec, VideoDiffusionComponents, build_components
 from lit_video.dashboards import add_gif, add_png, tensorboard_writer
+from lit_video.errors import VideoInputError
 from lit_video.metrics.clip_score import CLIPVideoScorer, build_tiny_clip
 from lit_video.metrics.motion_fidelity import video_motion_fidelity
 from lit_video.sampling import guided_denoiser, inference_schedule, invert_latents, sample_latents
@@ -150,15 +151,12 @@ class MotionEncodingProbe(pl.LightningModule):
     ) -> None:
         super().__init__()
         if not edit_prompt.strip():
-            from lit_video.errors import VideoInputError
 
             raise VideoInputError("model.edit_prompt is empty: give the new prompt to inject, e.g. 'a tiger walking'")
         if not 0.0 < noise_prior <= 1.0:
-            from lit_video.errors import VideoInputError
 
             raise VideoInputError(f"model.noise_prior must lie in (0, 1], got {noise_prior}")
         if seeds is not None and len(set(seeds)) > 1 and noise_prior == 1.0:
-            from lit_video.errors import VideoInputError
 
             raise VideoInputError("several seeds with noise_prior 1 give identical videos (re-sampling from the "
                                   "inverted latents is deterministic): set model.noise_prior < 1, e.g. 0.9")
@@ -176,7 +174,8 @@ class MotionEncodingProbe(pl.LightningModule):
     def clip(self) -> CLIPVideoScorer:
         if self._clip is None:
             if self.hparams.clip_model_path is None:
-                warnings.warn("probe: no clip_model_path, using a tiny RANDOM CLIP; appearance scores are meaningless")
+                warnings.warn("probe: no clip_model_path, using a tiny RANDOM CLIP; appearance scores are meaningless",
+                              stacklevel=2)
             self._clip = CLIPVideoScorer(self.hparams.clip_model_path or build_tiny_clip())
         return self._clip
 
@@ -210,7 +209,8 @@ class MotionEncodingProbe(pl.LightningModule):
                     frames = to_uint8_frames(components.decode_latents(sampled)[0])
                     candidate = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
                     appearance.append(self.clip.text_frame_score(frames, edit_prompt))
-                    motion.append(video_motion_fidelity(reference, candidate, self.tracker, self.hparams.track_grid_size))
+                    motion.append(video_motion_fidelity(reference, candidate, self.tracker,
+                                                        self.hparams.track_grid_size))
                     first = frames if first is None else first
                 cache[edited] = (appearance, motion, first)
             appearance, motion, frames = cache[edited]
@@ -313,8 +313,8 @@ def probe_figure(results: list[WindowResult], motion_boundary: Optional[float], 
     """Figure of motion and appearance (mean ± spread over seeds) against the window boundary, late
     (solid) and early (dashed); t* marked, or "t* undefined"; each y axis spans its score's range;
     the legend sits below the axes, off the data. Built on a ``Figure`` (no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 (matplotlib, heavy, plots only)
+    from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib, heavy, plots only)
 
     figure = Figure(figsize=(7.5, 5), dpi=100)
     FigureCanvasAgg(figure)

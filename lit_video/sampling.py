@@ -14,6 +14,7 @@ import torch
 
 from lit_video.components import VideoDiffusionComponents
 from lit_video.ddim import DDIMSchedule, Denoiser, ddim_invert, ddim_sample
+from lit_video.dit.flow import FlowSchedule, flow_invert, flow_sample
 from lit_video.lora import lora_enabled
 
 LoraMode = Literal["off", "all", "windowed"]
@@ -75,7 +76,6 @@ def initial_noise(components: VideoDiffusionComponents, batch_size: int, num_fra
 def inference_schedule(components: VideoDiffusionComponents, num_inference_steps: int):
     """The sampler's steps: a ``FlowSchedule`` (Euler flow ODE, the model's shift) for flow models, else DDIM."""
     if getattr(components, "is_flow", False):
-        from lit_video.dit.flow import FlowSchedule  # lazy: the DiT package imports components
 
         return FlowSchedule.from_shift(num_inference_steps, components.scheduler.shift, components.num_train_timesteps)
     return DDIMSchedule.from_scheduler(components.scheduler, num_inference_steps)
@@ -85,7 +85,6 @@ def sample_latents(denoise: Denoiser, latents: torch.Tensor, schedule) -> torch.
     """Noise → clean latents with the schedule's sampler (flow Euler ODE or DDIM, eta = 0)."""
     if isinstance(schedule, DDIMSchedule):
         return ddim_sample(denoise, latents, schedule)
-    from lit_video.dit.flow import flow_sample
 
     return flow_sample(denoise, latents, schedule)
 
@@ -94,7 +93,6 @@ def invert_latents(denoise: Denoiser, latents: torch.Tensor, schedule) -> torch.
     """Clean latents → noise: DDIM inversion, or the reverse flow ODE for flow models."""
     if isinstance(schedule, DDIMSchedule):
         return ddim_invert(denoise, latents, schedule)
-    from lit_video.dit.flow import flow_invert
 
     return flow_invert(denoise, latents, schedule)
 

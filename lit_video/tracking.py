@@ -23,6 +23,8 @@ import abc
 import torch
 import torch.nn.functional as F
 
+from lit_video.errors import VideoInputError
+
 
 class PointTracker(abc.ABC):
     """Interface: ``track(video_F3HW in [0, 1], queries_N2 as (x, y) pixels in frame 0) → (F, N, 2)``."""
@@ -114,7 +116,6 @@ class LucasKanadeTracker(PointTracker):
                  smoothing_sigma: float = 1.0, min_eigenvalue: float = 1e-5,
                  forward_backward_threshold: float = 0.5) -> None:
         if window_radius < 1 or pyramid_levels < 1 or iterations < 1:
-            from lit_video.errors import VideoInputError
 
             raise VideoInputError(f"LucasKanadeTracker needs window_radius, pyramid_levels and iterations ≥ 1, got "
                                   f"{window_radius}, {pyramid_levels}, {iterations}")
@@ -182,7 +183,8 @@ class LucasKanadeTracker(PointTracker):
             round_trip_N = (forward_N2 + backward_N2).norm(dim=-1)
             inside_N = ((found_N2[:, 0] >= 0) & (found_N2[:, 0] <= width - 1)
                         & (found_N2[:, 1] >= 0) & (found_N2[:, 1] <= height - 1))
-            ok_N = textured_N & inside_N & (round_trip_N <= self.forward_backward_threshold) & forward_N2.isfinite().all(-1)
+            ok_N = (textured_N & inside_N & (round_trip_N <= self.forward_backward_threshold)
+                    & forward_N2.isfinite().all(-1))
             positions.append(torch.where(ok_N[:, None], found_N2, start_N2))
             valid.append(ok_N)
         return torch.stack(positions).float(), torch.stack(valid)

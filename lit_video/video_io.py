@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from lit_video.errors import VideoInputError
 
@@ -38,7 +39,7 @@ def read_video(path: str | Path, start_frame: int = 0, num_frames: Optional[int]
     wanted = range(start_frame, start_frame + num_frames * frame_stride if num_frames else 1 << 62, frame_stride)
     if path.is_dir():
         return _read_frame_folder(path, wanted, cover_size), 8.0
-    import av
+    import av  # noqa: PLC0415 (av, heavy and optional)
 
     try:
         with av.open(str(path)) as container:
@@ -104,7 +105,7 @@ def _decode_frames(container, stream, fps: float, wanted: range, cover_size: Opt
 
 
 def av_errors() -> tuple[type[BaseException], ...]:
-    import av
+    import av  # noqa: PLC0415 (av, heavy and optional)
 
     return (av.FFmpegError, OSError, ValueError)
 
@@ -126,7 +127,6 @@ def _to_rgb(frame, size: Optional[tuple[int, int]]) -> np.ndarray:
 
 
 def _read_frame_folder(folder: Path, wanted: range, cover_size: Optional[tuple[int, int]]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
     if not files:
@@ -159,7 +159,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
     if path.suffix.lower() == ".gif":
         path.write_bytes(encode_gif(frames, fps))
         return path
-    import av
+    import av  # noqa: PLC0415 (av, heavy and optional)
 
     codec = {".webm": "libvpx-vp9"}.get(path.suffix.lower(), "libx264")
     height, width = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
@@ -176,7 +176,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 8.0) -> Path:
 
 def encode_gif(frames: np.ndarray, fps: float = 8.0) -> bytes:
     """An animated, looping GIF of uint8 frames (F, H, W, 3)."""
-    from PIL import Image
 
     images = [Image.fromarray(frame) for frame in frames]
     buffer = io.BytesIO()

@@ -62,7 +62,7 @@ class CogVideoXComponents(DiTComponents):
         """The 3-D RoPE of CogVideoX 5B / 1.5 (``use_rotary_positional_embeddings``), as the pipeline builds it."""
         if not self.unet.config.use_rotary_positional_embeddings:
             return None
-        from diffusers import CogVideoXPipeline
+        from diffusers import CogVideoXPipeline  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
         _, _, frames, h, w = latents_BCFHW.shape
         shim = SimpleNamespace(vae_scale_factor_spatial=self.spatial_compression, transformer=self.unet)
@@ -81,7 +81,7 @@ class CogVideoXComponents(DiTComponents):
 
 def cogvideox_scheduler(num_train_timesteps: int = 1000, snr_shift_scale: float = 3.0):
     """CogVideoX-2b's scheduler config (spec §DiT)."""
-    from diffusers import CogVideoXDDIMScheduler
+    from diffusers import CogVideoXDDIMScheduler  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
     return CogVideoXDDIMScheduler(num_train_timesteps=num_train_timesteps, beta_start=0.00085, beta_end=0.012,
                                   beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=True,
@@ -90,8 +90,8 @@ def cogvideox_scheduler(num_train_timesteps: int = 1000, snr_shift_scale: float 
 
 
 def build_tiny_cogvideox(config: TinyDiTConfig) -> CogVideoXComponents:
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
-    from transformers import T5Config, T5EncoderModel
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel  # noqa: PLC0415 (diffusers, heavy and optional at import)
+    from transformers import T5Config, T5EncoderModel  # noqa: PLC0415 (transformers, heavy)
 
     inner = config.num_attention_heads * config.attention_head_dim
     if inner % 16:
@@ -120,8 +120,8 @@ def build_tiny_cogvideox(config: TinyDiTConfig) -> CogVideoXComponents:
 
 
 def load_cogvideox(folder: Path) -> CogVideoXComponents:
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
-    from transformers import AutoTokenizer, T5EncoderModel
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel  # noqa: PLC0415 (diffusers, heavy and optional at import)
+    from transformers import AutoTokenizer, T5EncoderModel  # noqa: PLC0415 (transformers, heavy)
 
     return CogVideoXComponents(
         CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer"),

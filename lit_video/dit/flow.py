@@ -124,7 +124,7 @@ class FlowSchedule:
     def from_shift(cls, num_inference_steps: int, shift: float, num_train_timesteps: int = 1000) -> "FlowSchedule":
         """The sigmas ``FlowMatchEulerDiscreteScheduler(shift=s).set_timesteps(n)`` places (so WanPipeline with
         that scheduler takes the same steps)."""
-        from diffusers import FlowMatchEulerDiscreteScheduler
+        from diffusers import FlowMatchEulerDiscreteScheduler  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=shift)
         scheduler.set_timesteps(num_inference_steps)

@@ -64,8 +64,8 @@ class LatteComponents(DiTComponents):
 
 
 def build_tiny_latte(config: TinyDiTConfig) -> LatteComponents:
-    from diffusers import AutoencoderKL, LatteTransformer3DModel
-    from transformers import T5Config, T5EncoderModel
+    from diffusers import AutoencoderKL, LatteTransformer3DModel  # noqa: PLC0415 (diffusers, heavy and optional at import)
+    from transformers import T5Config, T5EncoderModel  # noqa: PLC0415 (transformers, heavy)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -90,8 +90,8 @@ def build_tiny_latte(config: TinyDiTConfig) -> LatteComponents:
 
 def load_latte(folder: Path, max_prompt_tokens: int = 120) -> LatteComponents:
     """Latte from a local folder (``maxin-cn/Latte-1`` layout); its scheduler is converted to DDIM."""
-    from diffusers import AutoencoderKL, DDIMScheduler, LatteTransformer3DModel
-    from transformers import AutoTokenizer, T5EncoderModel
+    from diffusers import AutoencoderKL, DDIMScheduler, LatteTransformer3DModel  # noqa: PLC0415 (diffusers, heavy and optional at import)
+    from transformers import AutoTokenizer, T5EncoderModel  # noqa: PLC0415 (transformers, heavy)
 
     return LatteComponents(
         LatteTransformer3DModel.from_pretrained(folder, subfolder="transformer"),

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from lit_video.dit.cogvideox import build_tiny_cogvideox, load_cogvideox
+from lit_video.dit.latte import build_tiny_latte, load_latte
+from lit_video.dit.wan import build_tiny_wan, load_wan
 from lit_video.errors import VideoInputError
 
 TRANSFORMER_FAMILIES = {"WanTransformer3DModel": "wan", "CogVideoXTransformer3DModel": "cogvideox",
@@ -29,19 +32,16 @@ def folder_dit_family(path: Optional[str]) -> Optional[str]:
 def build_dit_components(spec, family: str):
     """The family's components from ``spec`` (a ``ComponentsSpec``)."""
     if family == "wan":
-        from lit_video.dit.wan import build_tiny_wan, load_wan
 
         if spec.pretrained_path:
             return load_wan(Path(spec.pretrained_path).expanduser(), spec.flow_shift)
         return build_tiny_wan(spec.tiny_dit, spec.flow_shift)
     if family == "cogvideox":
-        from lit_video.dit.cogvideox import build_tiny_cogvideox, load_cogvideox
 
         if spec.pretrained_path:
             return load_cogvideox(Path(spec.pretrained_path).expanduser())
         return build_tiny_cogvideox(spec.tiny_dit)
     if family == "latte":
-        from lit_video.dit.latte import build_tiny_latte, load_latte
 
         if spec.pretrained_path:
             return load_latte(Path(spec.pretrained_path).expanduser())

@@ -94,7 +94,7 @@ class WanComponents(DiTComponents):
 
 
 def tiny_wan_transformer(config: TinyDiTConfig) -> nn.Module:
-    from diffusers import WanTransformer3DModel
+    from diffusers import WanTransformer3DModel  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
     return WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=config.num_attention_heads,
@@ -105,7 +105,7 @@ def tiny_wan_transformer(config: TinyDiTConfig) -> nn.Module:
 
 
 def tiny_umt5(config: TinyDiTConfig, vocab_size: int, pad_token_id: int, eos_token_id: int) -> nn.Module:
-    from transformers import UMT5Config, UMT5EncoderModel
+    from transformers import UMT5Config, UMT5EncoderModel  # noqa: PLC0415 (transformers, heavy)
 
     return UMT5EncoderModel(UMT5Config(
         vocab_size=vocab_size, d_model=config.text_width, d_kv=max(4, config.text_width // 4),
@@ -116,7 +116,7 @@ def tiny_umt5(config: TinyDiTConfig, vocab_size: int, pad_token_id: int, eos_tok
 
 def build_tiny_wan(config: TinyDiTConfig, flow_shift: Optional[float] = None) -> WanComponents:
     """Random Wan components from config (≈ 0.1 M transformer parameters at the defaults)."""
-    from diffusers import AutoencoderKLWan
+    from diffusers import AutoencoderKLWan  # noqa: PLC0415 (diffusers, heavy and optional at import)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -142,8 +142,8 @@ def folder_flow_shift(folder: Path) -> Optional[float]:
 
 def load_wan(folder: Path, flow_shift: Optional[float] = None, max_prompt_tokens: int = 512) -> WanComponents:
     """Wan from a local folder; the scheduler's shift is kept, sampling is our Euler flow ODE."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import AutoTokenizer, UMT5EncoderModel
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel  # noqa: PLC0415 (diffusers, heavy and optional at import)
+    from transformers import AutoTokenizer, UMT5EncoderModel  # noqa: PLC0415 (transformers, heavy)
 
     index = json.loads((folder / "model_index.json").read_text()) if (folder / "model_index.json").is_file() else {}
     shift = flow_shift or folder_flow_shift(folder)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lit_video.components import tiny_clip_tokenizer
 from lit_video.errors import VideoInputError
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -34,7 +35,7 @@ class CLIPVideoScorer:
     """
 
     def __init__(self, model_path: str) -> None:
-        from transformers import AutoTokenizer, CLIPModel
+        from transformers import AutoTokenizer, CLIPModel  # noqa: PLC0415 (transformers, heavy)
 
         folder = Path(model_path).expanduser()
         if not (folder / "config.json").is_file():
@@ -56,7 +57,8 @@ class CLIPVideoScorer:
         """uint8 frames → normalised (F, 3, S, S) CLIP inputs."""
         images = torch.from_numpy(np.ascontiguousarray(frames_FHW3)).permute(0, 3, 1, 2).float() / 255
         scale = self.image_size / min(images.shape[-2:])
-        size = (max(self.image_size, round(images.shape[-2] * scale)), max(self.image_size, round(images.shape[-1] * scale)))
+        size = (max(self.image_size, round(images.shape[-2] * scale)),
+                max(self.image_size, round(images.shape[-1] * scale)))
         images = F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
         top, left = (size[0] - self.image_size) // 2, (size[1] - self.image_size) // 2
         images = images[:, :, top:top + self.image_size, left:left + self.image_size]
@@ -89,9 +91,8 @@ class CLIPVideoScorer:
 def build_tiny_clip(directory: Optional[str] = None, seed: int = 0) -> str:
     """Saves a tiny random CLIP model + character tokenizer to a folder (tests and the CPU demo only:
     its scores are plumbing checks, not measurements) and returns the folder."""
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPConfig, CLIPModel  # noqa: PLC0415 (transformers, heavy)
 
-    from lit_video.components import tiny_clip_tokenizer
 
     folder = Path(directory) if directory else Path(tempfile.gettempdir()) / "lit_video" / f"tiny_clip_seed{seed}"
     if all((folder / name).is_file() for name in ("tokenizer_config.json", "config.json", "model.safetensors")):

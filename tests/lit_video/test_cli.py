@@ -7,10 +7,9 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cli import main
-from lit_video.data import ReferenceVideoDataModule
 from lit_video.callbacks import ExportLoRA
+from lit_video.data import ReferenceVideoDataModule
 from lit_video.module import MotionCustomizationModule
-
 from tests.lit_video.helpers import REAL_CLIP, REPO_ROOT
 
 TINY = str(REPO_ROOT / "configs/video/tiny.yaml")

@@ -6,7 +6,6 @@ import torch
 from lit_video.components import ComponentsSpec, TinyComponentsConfig, build_components
 from lit_video.errors import VideoInputError
 from lit_video.probe import MotionEncodingProbe
-
 from tests.lit_video.helpers import small_latents
 
 

@@ -3,9 +3,8 @@ import torch
 from diffusers import DDIMInverseScheduler
 
 from lit_video.components import ddim_scheduler
-from lit_video.ddim import DDIMSchedule, ddim_invert, ddim_inverse_step, ddim_sample, ddim_step
+from lit_video.ddim import DDIMSchedule, ddim_inverse_step, ddim_invert, ddim_sample, ddim_step
 from lit_video.sampling import guided_denoiser
-
 from tests.lit_video.helpers import small_latents
 
 

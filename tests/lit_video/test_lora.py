@@ -5,9 +5,17 @@ import pytest
 import torch
 
 from lit_video.components import ComponentsSpec, TinyComponentsConfig, build_components
-from lit_video.lora import (PRESET_PATTERNS, inject_lora, load_lora_with_diffusers, lora_enabled, lora_is_enabled,
-                            lora_layers, lora_parameters, save_lora_safetensors, target_module_names)
-
+from lit_video.lora import (
+    PRESET_PATTERNS,
+    inject_lora,
+    load_lora_with_diffusers,
+    lora_enabled,
+    lora_is_enabled,
+    lora_layers,
+    lora_parameters,
+    save_lora_safetensors,
+    target_module_names,
+)
 from tests.lit_video.helpers import small_latents
 
 EXPECTED_LAYERS = {  # tiny UNet3D: 5 temporal transformers (transformer_in + 4), 4 spatial ones

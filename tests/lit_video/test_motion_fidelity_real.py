@@ -12,7 +12,6 @@ import torch
 from lit_video.metrics.motion_fidelity import motion_fidelity_score
 from lit_video.tracking import LucasKanadeTracker, grid_queries
 from lit_video.video_io import frames_to_tensor, read_video
-
 from tests.lit_video.helpers import real_clip_frames, real_clip_or_skip
 
 

@@ -14,7 +14,6 @@ from lit_video.errors import VideoInputError
 from lit_video.module import MotionCustomizationModule
 from lit_video.predict import LoRASampler, resolve_lora_file
 from lit_video.sampling import generate_video
-
 from tests.lit_video.helpers import REPO_ROOT
 
 SAMPLE_TINY = str(REPO_ROOT / "configs/video/sample_tiny.yaml")

@@ -8,7 +8,6 @@ from cli import main
 from lit_video.ddim import DDIMSchedule, ddim_sample
 from lit_video.probe import estimate_motion_boundary, resample_with_window
 from lit_video.sampling import guided_denoiser
-
 from tests.lit_video.helpers import REAL_CLIP, REPO_ROOT, small_latents
 
 
@@ -39,7 +38,8 @@ def test_window_injects_the_new_prompt_exactly_inside_the_window(tiny_components
     hook = tiny_components.unet.register_forward_pre_hook(
         lambda unet, args, kwargs: seen.append((int(args[1][0]), torch.equal(kwargs["encoder_hidden_states"], edit))),
         with_kwargs=True)
-    resample_with_window(tiny_components, small_latents(frames=2, size=8), schedule, source, edit, empty, (300, 700), 1.0)
+    latents = small_latents(frames=2, size=8)
+    resample_with_window(tiny_components, latents, schedule, source, edit, empty, (300, 700), 1.0)
     hook.remove()
     assert seen == [(t, 300 <= t <= 700) for t in schedule.timesteps]
 

@@ -8,7 +8,6 @@ from lit_video.cotracker import CoTrackerTracker, ScriptedTracker
 from lit_video.errors import VideoInputError
 from lit_video.metrics.motion_fidelity import video_motion_fidelity
 from lit_video.tracking import LucasKanadeTracker, grid_queries
-
 from tests.lit_video.helpers import real_clip_frames
 
 
@@ -24,7 +23,8 @@ def test_still_real_frames_report_exactly_no_motion(levels):
 
 def test_translation_of_a_real_frame_is_followed_to_a_twentieth_of_a_pixel():
     frame = real_clip_frames(40, 41)[0]  # (3, 144, 176)
-    shifted = torch.stack([frame[:, 20 + 2 * i:116 + 2 * i, 30 - 3 * i:126 - 3 * i] for i in range(5)])  # (+3, −2)/frame
+    # (+3, −2)/frame
+    shifted = torch.stack([frame[:, 20 + 2 * i:116 + 2 * i, 30 - 3 * i:126 - 3 * i] for i in range(5)])
     queries = grid_queries(96, 96, 6, margin_fraction=0.2)
     tracks, valid = LucasKanadeTracker().track_with_validity(shifted, queries)
     error = (tracks.diff(dim=0) - torch.tensor([3.0, -2.0])).norm(dim=-1)[valid]
