@@ -50,3 +50,11 @@ def test_colour_score_reads_the_rendered_colour_not_the_background():
     assert colour_agreement(clip, "a yellow triangle") > 99 and colour_agreement(clip, "a red circle") < 1
     grey = np.full_like(clip, 128)
     assert dominant_colour(grey) is None and colour_agreement(grey, "a red square") == 0.0
+
+
+@pytest.mark.parametrize("direction", list(DIRECTIONS))
+def test_shape_direction_reads_the_rendered_path(direction):
+    from lit_video.toy.evaluate import shape_direction
+
+    assert shape_direction(render_clip(centred_spec("green", "square", direction))) == direction
+    assert shape_direction(np.repeat(render_clip(centred_spec("green", "square", direction))[:1], 8, 0)) is None
