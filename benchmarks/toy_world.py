@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
+from pathlib import Path
 
-from lit_video.toy.evaluate import TOY_MODEL_PATH, compare_transfer, run_probe, train_recipe
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: this checkout's packages win
+
+from lit_video.toy.evaluate import (  # noqa: E402 (after the path fix)
+    TOY_MODEL_PATH, compare_transfer, run_probe, train_recipe)
 
 
 def main() -> None:
@@ -22,11 +27,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="LoRA training steps")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5], help="sampling seeds")
     parser.add_argument("--probe-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--edit-prompt", default="a blue circle moving", help="the probe's new prompt")
+    parser.add_argument("--model", default=str(TOY_MODEL_PATH), help="toy diffusers folder")
     parser.add_argument("--boundary", type=int, default=None, help="t* of the LoRA (default: the probe's)")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     start = time.perf_counter()
-    results, summary = run_probe(TOY_MODEL_PATH, boundaries=list(range(0, 1001, 100)), seeds=args.probe_seeds)
+    results, summary = run_probe(args.model, edit_prompt=args.edit_prompt, boundaries=list(range(0, 1001, 100)),
+                                 seeds=args.probe_seeds)
     print(f"probe ({time.perf_counter() - start:.0f} s): t* = {summary['motion_boundary']}, "
           f"M(source re-sample) = {summary['motion_source_resample']:.3f}, M(full edit) = {summary['motion_full_edit']:.3f}")
     print("| window | b | motion | blue % |\n|---|---:|---:|---:|")
@@ -34,7 +42,7 @@ def main() -> None:
         print(f"| {r.kind} | {r.boundary} | {r.motion:.3f} ± {r.motion_std:.3f} | {r.appearance:.1f} ± {r.appearance_std:.1f} |")
     boundary = args.boundary if args.boundary is not None else int(round(summary["motion_boundary"] or 600))
     start = time.perf_counter()
-    module, reference = train_recipe(TOY_MODEL_PATH, motion_boundary=boundary, max_steps=args.steps)
+    module, reference = train_recipe(args.model, motion_boundary=boundary, max_steps=args.steps)
     print(f"LoRA: {args.steps} steps at t* = {boundary} in {time.perf_counter() - start:.0f} s")
     table = compare_transfer(module, reference, seeds=tuple(args.seeds))
     print("| sampling | motion fidelity to the reference | blue % |\n|---|---:|---:|")

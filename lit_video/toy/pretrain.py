@@ -110,15 +110,19 @@ class ToyPretrainModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: Linear warmup of the diffusion phase, in steps.
         max_grad_norm: Global gradient-norm clip of each phase.
+        init_from: A toy diffusers folder (an earlier export) to continue from instead of random
+            weights; with ``vae_steps: 0`` its VAE and latent scale are kept as they are.
     """
 
     def __init__(self, tiny: TinyComponentsConfig = TinyComponentsConfig(), vae_steps: int = 300,  # noqa: B008
                  vae_learning_rate: float = 2e-3, vae_clips_per_step: int = 2, learning_rate: float = 1e-3, weight_decay: float = 0.0,
-                 warmup_steps: int = 100, max_grad_norm: float = 1.0) -> None:
+                 warmup_steps: int = 100, max_grad_norm: float = 1.0, init_from: Optional[str] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.components = build_toy_components(tiny)
+        if init_from:
+            self.load_weights(init_from)
         self._steps_done = 0  # training steps so far (the phase switch; restored from checkpoints)
 
     def configure_optimizers(self):
@@ -172,7 +176,7 @@ class ToyPretrainModule(pl.LightningModule):
             self._step(vae_optimizer, loss, self.components.vae.parameters(), h.vae_learning_rate)
             self.log("train/vae_loss", loss.detach(), prog_bar=True)
         else:
-            if step == h.vae_steps:
+            if step == h.vae_steps and h.vae_steps > 0:
                 self.components.vae.requires_grad_(False)
                 self.log("train/latent_scale", self.set_latent_scale(batch["video"]))
             loss, timesteps = self.diffusion_loss(batch["video"], list(batch["prompt"]))
@@ -189,6 +193,18 @@ class ToyPretrainModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._steps_done = int(checkpoint.get("toy_steps_done", 0))
+
+    def load_weights(self, folder: str | Path) -> None:
+        """Copies UNet, VAE (with its latent scale) and text-encoder weights from a toy export (as float32)."""
+        from diffusers import AutoencoderKL, UNet3DConditionModel
+        from transformers import CLIPTextModel
+
+        folder, c = Path(folder), self.components
+        for module, loader, name in ((c.unet, UNet3DConditionModel, "unet"), (c.vae, AutoencoderKL, "vae"),
+                                     (c.text_encoder, CLIPTextModel, "text_encoder")):
+            module.load_state_dict({k: v.float() for k, v in loader.from_pretrained(folder / name).state_dict().items()})
+        c.vae.register_to_config(
+            scaling_factor=json.loads((folder / "vae" / "config.json").read_text())["scaling_factor"])
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
         """The diffusers-format folder ``components.pretrained_path`` loads; weights stored in ``dtype``."""
