@@ -18,8 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: this checkout's packages win
 
-from lit_video.toy.evaluate import (  # noqa: E402 (after the path fix)
-    TOY_MODEL_PATH, compare_transfer, run_probe, train_recipe)
+from lit_video.toy.evaluate import TOY_MODEL_PATH, compare_transfer, run_probe, train_recipe  # noqa: E402 (after the path fix)
 
 
 def main() -> None:
@@ -31,15 +30,18 @@ def main() -> None:
     parser.add_argument("--model", default=str(TOY_MODEL_PATH), help="toy diffusers folder")
     parser.add_argument("--boundary", type=int, default=None, help="t* of the LoRA (default: the probe's)")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    now = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    print(f"machine: {platform.processor() or platform.machine()}, {now}")
     start = time.perf_counter()
     results, summary = run_probe(args.model, edit_prompt=args.edit_prompt, boundaries=list(range(0, 1001, 100)),
                                  seeds=args.probe_seeds)
     print(f"probe ({time.perf_counter() - start:.0f} s): t* = {summary['motion_boundary']}, "
-          f"M(source re-sample) = {summary['motion_source_resample']:.3f}, M(full edit) = {summary['motion_full_edit']:.3f}")
+          f"M(source re-sample) = {summary['motion_source_resample']:.3f}, "
+          f"M(full edit) = {summary['motion_full_edit']:.3f}")
     print("| window | b | motion | blue % |\n|---|---:|---:|---:|")
     for r in results:
-        print(f"| {r.kind} | {r.boundary} | {r.motion:.3f} ± {r.motion_std:.3f} | {r.appearance:.1f} ± {r.appearance_std:.1f} |")
+        print(f"| {r.kind} | {r.boundary} | {r.motion:.3f} ± {r.motion_std:.3f} "
+              f"| {r.appearance:.1f} ± {r.appearance_std:.1f} |")
     boundary = args.boundary if args.boundary is not None else int(round(summary["motion_boundary"] or 600))
     start = time.perf_counter()
     module, reference = train_recipe(args.model, motion_boundary=boundary, max_steps=args.steps)
@@ -47,7 +49,8 @@ def main() -> None:
     table = compare_transfer(module, reference, seeds=tuple(args.seeds))
     print("| sampling | motion fidelity to the reference | blue % |\n|---|---:|---:|")
     for mode, row in table.items():
-        print(f"| {mode} | {row['motion']:.3f} ± {row['motion_std']:.3f} | {row['colour']:.1f} ± {row['colour_std']:.1f} |")
+        print(f"| {mode} | {row['motion']:.3f} ± {row['motion_std']:.3f} "
+              f"| {row['colour']:.1f} ± {row['colour_std']:.1f} |")
     print(f"windowed / base motion fidelity: {table['windowed']['motion'] / max(table['off']['motion'], 1e-6):.2f}×")
 
 

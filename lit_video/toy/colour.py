@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from lit_video.errors import VideoInputError
 from lit_video.toy.world import COLOURS, parse_prompt
 
 PALETTE_K3 = np.array(list(COLOURS.values()), dtype=np.float32)
@@ -40,8 +41,6 @@ def colour_agreement(frames_FHW3: np.ndarray, prompt: str, saturation_threshold:
     """Percent (0..100) of the shape's pixels whose colour is the one ``prompt`` names (0 if no shape)."""
     colour = parse_prompt(prompt)[0]
     if colour is None:
-        from lit_video.errors import VideoInputError
-
         raise VideoInputError(f"prompt {prompt!r} names no toy colour ({', '.join(NAMES)}): the colour score needs one")
     return 100.0 * colour_votes(frames_FHW3, saturation_threshold).get(colour, 0.0)
 

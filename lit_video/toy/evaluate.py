@@ -9,12 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 
 from lit_video.components import ComponentsSpec
 from lit_video.metrics.motion_fidelity import video_motion_fidelity
-from lit_video.toy.colour import colour_agreement
+from lit_video.sampling import generate_video
+from lit_video.toy.colour import colour_agreement, dominant_colour
+from lit_video.toy.data import ToyReferenceDataModule
+from lit_video.toy.module import ToyMotionCustomizationModule
+from lit_video.toy.probe import ToyProbe
+from lit_video.toy.world import COLOURS, DIRECTIONS, SHAPES
 from lit_video.tracking import LucasKanadeTracker
 
 TOY_MODEL_PATH = Path(__file__).resolve().parent.parent / "assets" / "toy_t2v"
@@ -25,12 +31,13 @@ def toy_tracker() -> LucasKanadeTracker:
     return LucasKanadeTracker(window_radius=3, pyramid_levels=2)
 
 
-def frames_F3HW(video_CFHW: torch.Tensor) -> torch.Tensor:
+def frames_F3HW(video_CFHW: torch.Tensor) -> torch.Tensor:  # noqa: N802 (shape suffix)
     """Pixels in [-1, 1] (3, F, H, W) → [0, 1] (F, 3, H, W), the trackers' layout."""
     return (video_CFHW.permute(1, 0, 2, 3).float().cpu() + 1) / 2
 
 
-def uint8_FHW3(video_CFHW: torch.Tensor) -> np.ndarray:
+def uint8_FHW3(video_CFHW: torch.Tensor) -> np.ndarray:  # noqa: N802 (shape suffix)
+    """Pixels in [-1, 1] (3, F, H, W) → uint8 (F, H, W, 3)."""
     return ((video_CFHW.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
 
 
@@ -46,8 +53,6 @@ def run_probe(model_path: str | Path = TOY_MODEL_PATH, colour: str = "red", shap
               boundaries: Optional[list[int]] = None, num_inference_steps: int = 10, seeds: Optional[list[int]] = None,
               noise_prior: float = 0.95, guidance_scale: float = 1.0) -> tuple[list, dict]:
     """The toy probe on the centred reference clip; returns (per-window results, summary)."""
-    from lit_video.toy.data import ToyReferenceDataModule
-    from lit_video.toy.probe import ToyProbe
 
     data = ToyReferenceDataModule(colour, shape, direction)
     probe = ToyProbe(edit_prompt, ComponentsSpec(pretrained_path=str(model_path)),
@@ -64,10 +69,6 @@ def train_recipe(model_path: str | Path = TOY_MODEL_PATH, colour: str = "red", s
                  direction: str = "right", prompt: Optional[str] = None, motion_boundary: int = 600,
                  max_steps: int = 150, lora_rank: int = 8, learning_rate: float = 3e-3, seed: int = 0):
     """Trains the windowed temporal-attention LoRA on one toy clip (CPU, no logger); returns (module, clip)."""
-    import lightning.pytorch as pl
-
-    from lit_video.toy.data import ToyReferenceDataModule
-    from lit_video.toy.module import ToyMotionCustomizationModule
 
     pl.seed_everything(seed, verbose=False)
     data = ToyReferenceDataModule(colour, shape, direction, prompt=prompt or f"a {colour} {shape} moving",
@@ -102,8 +103,6 @@ def compare_transfer(module, reference_CFHW: torch.Tensor, prompt: str = "a blue
 
 def shape_direction(frames_FHW3: np.ndarray, saturation_threshold: float = 60.0) -> Optional[str]:
     """right/left/down/up from the path of the saturated pixels' centroid; ``None`` if no shape or no motion."""
-    from lit_video.toy.world import DIRECTIONS
-
     pixels = frames_FHW3.astype(np.float32)
     mask_FHW = pixels.max(-1) - pixels.min(-1) > saturation_threshold
     if (mask_FHW.sum((1, 2)) == 0).any():
@@ -122,10 +121,6 @@ def text_following(components, seeds: tuple[int, ...] = (0, 1), num_inference_st
                    guidance_scale: float = 3.0, num_frames: int = 8, size: int = 32) -> dict[str, float]:
     """How often samples of the base model show the prompted colour (dominant) and direction, over every
     colour × shape × direction prompt and ``seeds``."""
-    from lit_video.sampling import generate_video
-    from lit_video.toy.colour import dominant_colour
-    from lit_video.toy.world import COLOURS, DIRECTIONS, SHAPES
-
     colour_hits, direction_hits, total = 0, 0, 0
     for colour in COLOURS:
         for shape in SHAPES:

@@ -32,8 +32,8 @@ from lit_video.toy.world import ToyWorld
 def build_toy_components(config: TinyComponentsConfig) -> VideoDiffusionComponents:
     """Untrained toy components: the tiny UNet of ``config``, a word-level tokenizer, a tiny CLIP text
     encoder over its vocabulary, a tiny VAE (``vae_block_out_channels``), ModelScope's DDIM scheduler."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import AutoencoderKL  # noqa: PLC0415 (heavy: imported when used)
+    from transformers import CLIPTextConfig, CLIPTextModel  # noqa: PLC0415 (heavy: imported when used)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -115,7 +115,8 @@ class ToyPretrainModule(pl.LightningModule):
     """
 
     def __init__(self, tiny: TinyComponentsConfig = TinyComponentsConfig(), vae_steps: int = 300,  # noqa: B008
-                 vae_learning_rate: float = 2e-3, vae_clips_per_step: int = 2, learning_rate: float = 1e-3, weight_decay: float = 0.0,
+                 vae_learning_rate: float = 2e-3, vae_clips_per_step: int = 2, learning_rate: float = 1e-3,
+                 weight_decay: float = 0.0,
                  warmup_steps: int = 100, max_grad_norm: float = 1.0, init_from: Optional[str] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -196,13 +197,14 @@ class ToyPretrainModule(pl.LightningModule):
 
     def load_weights(self, folder: str | Path) -> None:
         """Copies UNet, VAE (with its latent scale) and text-encoder weights from a toy export (as float32)."""
-        from diffusers import AutoencoderKL, UNet3DConditionModel
-        from transformers import CLIPTextModel
+        from diffusers import AutoencoderKL, UNet3DConditionModel  # noqa: PLC0415 (heavy: imported when used)
+        from transformers import CLIPTextModel  # noqa: PLC0415 (heavy: imported when used)
 
         folder, c = Path(folder), self.components
         for module, loader, name in ((c.unet, UNet3DConditionModel, "unet"), (c.vae, AutoencoderKL, "vae"),
                                      (c.text_encoder, CLIPTextModel, "text_encoder")):
-            module.load_state_dict({k: v.float() for k, v in loader.from_pretrained(folder / name).state_dict().items()})
+            weights = loader.from_pretrained(folder / name).state_dict()
+            module.load_state_dict({k: v.float() for k, v in weights.items()})
         c.vae.register_to_config(
             scaling_factor=json.loads((folder / "vae" / "config.json").read_text())["scaling_factor"])
 

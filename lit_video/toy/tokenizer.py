@@ -11,9 +11,9 @@ def toy_tokenizer(max_length: int = 8):
     """A ``PreTrainedTokenizerFast`` (WordLevel, lower-cased, split on whitespace): one id per toy word,
     ``<|startoftext|> … <|endoftext|>`` around every prompt, padded with ``<|endoftext|>``.
     ``save_pretrained`` writes a folder that ``AutoTokenizer.from_pretrained`` reads back offline."""
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors  # noqa: PLC0415 (heavy: imported when used)
+    from tokenizers.models import WordLevel  # noqa: PLC0415 (heavy: imported when used)
+    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415 (heavy: imported when used)
 
     vocab = {token: index for index, token in enumerate([EOS, BOS, UNK, *words()])}
     tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))

@@ -84,7 +84,8 @@ def render_clip(spec: ClipSpec, num_frames: int = 8, height: int = 32, width: in
     return frames_FHW3
 
 
-def start_range(direction: str, num_frames: int, height: int, width: int) -> tuple[tuple[float, float], tuple[float, float]]:
+def start_range(direction: str, num_frames: int, height: int,
+                width: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """(x range, y range) of first-frame centres that keep the whole path inside the frame."""
     size = 0.34 * height
     travel = 0.45 * min(height, width)
