@@ -1,0 +1,39 @@
+"""Pretraining the toy model: the loop runs both phases, the export loads as a diffusers folder, and the
+shipped model is small and loads offline."""
+
+import lightning.pytorch as pl
+import torch
+
+from lit_video.components import ComponentsSpec, TinyComponentsConfig, build_components
+from lit_video.toy.evaluate import TOY_MODEL_PATH
+from lit_video.toy.pretrain import ExportToyModel, ToyClipsDataModule, ToyPretrainModule
+
+
+def test_two_phases_train_and_the_export_loads_like_a_diffusers_checkpoint(tmp_path):
+    tiny = TinyComponentsConfig(block_out_channels=(16, 32), text_width=16, max_prompt_tokens=8,
+                                vae_block_out_channels=(8, 16), norm_num_groups=4)
+    module = ToyPretrainModule(tiny, vae_steps=3, warmup_steps=1)
+    vae_before = [p.detach().clone() for p in module.components.vae.parameters()]
+    unet_before = [p.detach().clone() for p in module.components.unet.parameters()]
+    trainer = pl.Trainer(accelerator="cpu", max_steps=5, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[ExportToyModel(str(tmp_path / "toy"), dtype="float32")])
+    trainer.fit(module, datamodule=ToyClipsDataModule(num_clips=40, batch_size=2, num_frames=4, height=16, width=16))
+    assert module.components.vae.config.scaling_factor != 1.0  # set at the phase switch
+    assert any(not torch.equal(a, b) for a, b in zip(vae_before, module.components.vae.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(unet_before, module.components.unet.parameters()))
+    loaded = build_components(ComponentsSpec(pretrained_path=str(tmp_path / "toy")))
+    for ours, theirs in zip(module.components.unet.state_dict().values(), loaded.unet.state_dict().values()):
+        torch.testing.assert_close(ours, theirs)
+    text = loaded.encode_prompts(["a red square moving right"])
+    torch.testing.assert_close(text, module.components.encode_prompts(["a red square moving right"]))
+    assert loaded.vae.config.scaling_factor == module.components.vae.config.scaling_factor
+
+
+def test_shipped_toy_model_is_small_and_loads_offline():
+    size = sum(f.stat().st_size for f in TOY_MODEL_PATH.rglob("*") if f.is_file())
+    assert size <= 5 * 2 ** 20, size
+    components = build_components(ComponentsSpec(pretrained_path=str(TOY_MODEL_PATH)))
+    assert components.unet_kind == "unet3d" and components.vae_scale_factor == 4
+    ids = components.tokenizer(["a blue circle moving left"]).input_ids[0]
+    assert components.tokenizer.unk_token_id not in ids
