@@ -14,6 +14,7 @@ Adding a backend means adding a class here and an entry to ``BACKENDS``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
@@ -38,13 +39,14 @@ def expert_sums(raw_SD: torch.Tensor, dispatch: Dispatch, num_experts: int) -> t
         0, dispatch.expert_of_slot_S, raw_SD.detach().float())
 
 
-class ExpertBackend:
+class ExpertBackend(ABC):
     name: ClassVar[str]
     use_grouped_mm: ClassVar[bool] = False
     fuses_routing: ClassVar[bool] = False  # the router may use the Triton routing kernel where it runs
 
+    @abstractmethod
     def raw(self, experts: "SwiGLUExperts", x_TD: torch.Tensor, dispatch: Dispatch) -> torch.Tensor:
-        raise NotImplementedError
+        """Raw outputs of the expert-sorted slots, [S, D]."""
 
     def combine(self, experts: "SwiGLUExperts", x_TD: torch.Tensor, dispatch: Dispatch, weight_S: torch.Tensor,
                 want_sums: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:

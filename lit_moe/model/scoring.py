@@ -8,6 +8,7 @@ adding one means adding a class here and an entry to ``SCORE_FUNCTIONS``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar, Optional
 
 import torch
@@ -15,20 +16,21 @@ import torch
 from kernels.reference import select_experts
 
 
-class ScoreFunction:
+class ScoreFunction(ABC):
     """Scores pi_TE (fp32) and the top-K selection with its mixing weights."""
 
     name: ClassVar[str]
     sums_to_one: ClassVar[bool]  # pi is a distribution over the experts (softmax) or not (sigmoid)
     fusable: ClassVar[bool] = False  # the Triton routing kernel computes this score function
 
+    @abstractmethod
     def scores(self, logits_TE: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """pi_TE from the router logits (fp32)."""
 
+    @abstractmethod
     def select(self, logits_TE: torch.Tensor, probs_TE: torch.Tensor, bias_E: Optional[torch.Tensor], top_k: int,
                normalize_topk: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(expert_idx_TK, weights_TK): top-K of ``pi + bias``, weighted by the unbiased pi."""
-        raise NotImplementedError
 
     def distribution(self, probs_TE: torch.Tensor) -> torch.Tensor:
         """pi normalised per token (for the load-balancing loss and the router entropy)."""

@@ -59,4 +59,5 @@ class DiTComponents(VideoDiffusionComponents):
         return (batch_size, self.latent_channels, frames, height // s, width // s)
 
     def predict(self, latents_BCFHW: torch.Tensor, timesteps_B: torch.Tensor, text_BLD: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The model's prediction (noise, v or velocity); every DiT family overrides this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement predict()")
