@@ -15,7 +15,7 @@ import string
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 from torch import nn
@@ -204,15 +204,20 @@ def tiny_unet(config: TinyComponentsConfig) -> nn.Module:
         up_block_types=("UpBlockMotion",) + ("CrossAttnUpBlockMotion",) * (levels - 1), **common)
 
 
-def build_tiny_components(config: TinyComponentsConfig) -> VideoDiffusionComponents:
-    """Random components from config; the same ``seed`` always gives the same weights."""
+def build_tiny_components(config: TinyComponentsConfig, tokenizer_factory: Optional[Callable[[int], object]] = None,
+                          vae_scaling_factor: Optional[float] = None) -> VideoDiffusionComponents:
+    """Random components from config; the same ``seed`` always gives the same weights.
+
+    ``tokenizer_factory(max_prompt_tokens)`` replaces the tiny CLIP tokenizer (the toy world's word-level
+    one); the text encoder is sized to its vocabulary. ``vae_scaling_factor`` overrides diffusers' default
+    latent scaling (the toy world sets it after training its VAE)."""
     from diffusers import AutoencoderKL  # noqa: PLC0415 (diffusers, heavy and optional at import)
     from transformers import CLIPTextConfig, CLIPTextModel  # noqa: PLC0415 (transformers, heavy)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         unet = tiny_unet(config)
-        tokenizer = tiny_clip_tokenizer(config.max_prompt_tokens)
+        tokenizer = (tokenizer_factory or tiny_clip_tokenizer)(config.max_prompt_tokens)
         text_encoder = CLIPTextModel(CLIPTextConfig(
             vocab_size=len(tokenizer), hidden_size=config.text_width, intermediate_size=2 * config.text_width,
             num_hidden_layers=config.text_layers, num_attention_heads=max(1, config.text_width // 16),
@@ -223,7 +228,8 @@ def build_tiny_components(config: TinyComponentsConfig) -> VideoDiffusionCompone
                             block_out_channels=config.vae_block_out_channels, layers_per_block=1,
                             norm_num_groups=config.norm_num_groups,
                             down_block_types=("DownEncoderBlock2D",) * levels,
-                            up_block_types=("UpDecoderBlock2D",) * levels)
+                            up_block_types=("UpDecoderBlock2D",) * levels,
+                            **({} if vae_scaling_factor is None else {"scaling_factor": vae_scaling_factor}))
     scheduler = ddim_scheduler(config.num_train_timesteps, config.prediction_type)
     return VideoDiffusionComponents(unet, text_encoder, vae, tokenizer, scheduler, config.unet_kind)
 

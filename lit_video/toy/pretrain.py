@@ -24,33 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from lit_video.components import TinyComponentsConfig, VideoDiffusionComponents, ddim_scheduler, tiny_unet
+from lit_video.components import TinyComponentsConfig, VideoDiffusionComponents, build_tiny_components
 from lit_video.toy.tokenizer import toy_tokenizer
 from lit_video.toy.world import ToyWorld
 
 
 def build_toy_components(config: TinyComponentsConfig) -> VideoDiffusionComponents:
-    """Untrained toy components: the tiny UNet of ``config``, a word-level tokenizer, a tiny CLIP text
-    encoder over its vocabulary, a tiny VAE (``vae_block_out_channels``), ModelScope's DDIM scheduler."""
-    from diffusers import AutoencoderKL  # noqa: PLC0415 (heavy: imported when used)
-    from transformers import CLIPTextConfig, CLIPTextModel  # noqa: PLC0415 (heavy: imported when used)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        unet = tiny_unet(config)
-        tokenizer = toy_tokenizer(config.max_prompt_tokens)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=config.text_width, intermediate_size=2 * config.text_width,
-            num_hidden_layers=config.text_layers, num_attention_heads=max(1, config.text_width // 16),
-            max_position_embeddings=config.max_prompt_tokens, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
-        levels = len(config.vae_block_out_channels)
-        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=config.latent_channels,
-                            block_out_channels=config.vae_block_out_channels, layers_per_block=1,
-                            norm_num_groups=config.norm_num_groups, down_block_types=("DownEncoderBlock2D",) * levels,
-                            up_block_types=("UpDecoderBlock2D",) * levels, scaling_factor=1.0)
-    return VideoDiffusionComponents(unet, text_encoder, vae, tokenizer, ddim_scheduler(config.num_train_timesteps),
-                                    "unet3d")
+    """Untrained toy components: the tiny components of ``config`` with the word-level toy tokenizer
+    (the text encoder sized to its vocabulary) and a VAE whose latent scaling starts at 1 (set from the
+    latents' std after the VAE phase)."""
+    return build_tiny_components(config, tokenizer_factory=toy_tokenizer, vae_scaling_factor=1.0)
 
 
 class ToyClips(Dataset):
