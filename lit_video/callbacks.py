@@ -24,7 +24,7 @@ import torch
 from lit_video.dashboards import add_gif, slug, tensorboard_writer
 from lit_video.errors import VideoInputError
 from lit_video.metrics.clip_score import CLIPVideoScorer
-from lit_video.metrics.motion_fidelity import video_motion_fidelity
+from lit_video.metrics.motion_fidelity import Matching, video_motion_fidelity
 from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
 
@@ -54,6 +54,9 @@ class VideoSamples(pl.Callback):
         motion_fidelity: Log ``val/motion_fidelity`` of each sample against the reference clip.
         tracker: Point tracker of the motion fidelity score.
         track_grid_size: Points per side of the tracked grid.
+        motion_match: How tracks are paired with the reference's: ``correlation`` (best-correlated
+            track within a tenth of the frame diagonal: the new subject need not be where the
+            reference's was) or ``trajectory`` (nearest path: samples of the same scene).
         clip_model_path: Local CLIP folder; when set, log ``val/clip_score`` (text–frame score).
         save_files: Also write mp4 and GIF files under ``<log dir>/samples/``.
     """
@@ -62,7 +65,8 @@ class VideoSamples(pl.Callback):
                  num_inference_steps: int = 30, guidance_scale: float = 12.0, negative_prompt: str = "",
                  fps: Optional[float] = None, motion_fidelity: bool = True,
                  tracker: PointTracker = LucasKanadeTracker(),  # noqa: B008 (CLI schema default)
-                 track_grid_size: int = 10, clip_model_path: Optional[str] = None, save_files: bool = True) -> None:
+                 track_grid_size: int = 10, motion_match: Matching = "correlation",
+                 clip_model_path: Optional[str] = None, save_files: bool = True) -> None:
 
         if every_n_steps < 0 or num_inference_steps < 1:
             raise VideoInputError(f"VideoSamples needs every_n_steps ≥ 0 and num_inference_steps ≥ 1, got "
@@ -77,6 +81,7 @@ class VideoSamples(pl.Callback):
         self.motion_fidelity = motion_fidelity
         self.tracker = tracker
         self.track_grid_size = track_grid_size
+        self.motion_match = motion_match
         self.clip_model_path = clip_model_path
         self.save_files = save_files
         self._clip = None
@@ -139,7 +144,8 @@ class VideoSamples(pl.Callback):
                 scores = per_prompt.setdefault(slug(prompt), {})
                 if self.motion_fidelity:
                     scores.setdefault("motion_fidelity", []).append(video_motion_fidelity(
-                        frames_01(reference), frames_01(video), self.tracker, self.track_grid_size))
+                        frames_01(reference), frames_01(video), self.tracker, self.track_grid_size,
+                        match=self.motion_match))
                 if self._clip is not None:
                     scores.setdefault("clip_score", []).append(self._clip.text_frame_score(frames, prompt))
         pl_module.train(was_training)

@@ -35,7 +35,7 @@ from lit_video.dashboards import add_gif, slug, tensorboard_writer
 from lit_video.errors import VideoInputError
 from lit_video.lora import load_lora_safetensors
 from lit_video.metrics.clip_score import CLIPVideoScorer
-from lit_video.metrics.motion_fidelity import video_motion_fidelity
+from lit_video.metrics.motion_fidelity import Matching, video_motion_fidelity
 from lit_video.sampling import generate_video, lora_schedule
 from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
@@ -97,6 +97,9 @@ class LoRASampler(pl.LightningModule):
         motion_fidelity: Score each sample's motion against the reference clip.
         tracker: Point tracker of the motion fidelity score.
         track_grid_size: Points per side of the tracked grid.
+        motion_match: How tracks are paired with the reference's: ``correlation`` (best-correlated
+            track within a tenth of the frame diagonal: the new subject need not be where the
+            reference's was) or ``trajectory`` (nearest path: samples of the same scene).
         clip_model_path: Local CLIP folder for the text–frame score (``None``: not computed).
         output_dir: Where to write clips and grids (default: ``<log dir>/predict``).
     """
@@ -107,7 +110,8 @@ class LoRASampler(pl.LightningModule):
                  guidance_scale: float = 12.0, motion_boundary: Optional[float] = None, fps: Optional[float] = None,
                  motion_fidelity: bool = True,
                  tracker: PointTracker = LucasKanadeTracker(),  # noqa: B008
-                 track_grid_size: int = 10, clip_model_path: Optional[str] = None,
+                 track_grid_size: int = 10, motion_match: Matching = "correlation",
+                 clip_model_path: Optional[str] = None,
                  output_dir: Optional[str] = None) -> None:
         super().__init__()
         if not prompts or not all(p.strip() for p in prompts):
@@ -172,7 +176,8 @@ class LoRASampler(pl.LightningModule):
                         write_video(folder / name / f"seed{seed}_{variant}{suffix}", frames, fps)
                     if self.hparams.motion_fidelity:
                         scores[variant].setdefault("motion_fidelity", []).append(video_motion_fidelity(
-                            frames_01(reference_CFHW), frames_01(video), self.tracker, self.hparams.track_grid_size))
+                            frames_01(reference_CFHW), frames_01(video), self.tracker, self.hparams.track_grid_size,
+                            match=self.hparams.motion_match))
                     if self._clip is not None:
                         scores[variant].setdefault("clip_score", []).append(self._clip.text_frame_score(frames, prompt))
                 rows.append(row)

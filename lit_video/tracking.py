@@ -107,13 +107,15 @@ class LucasKanadeTracker(PointTracker):
         smoothing_sigma: Gaussian blur (pixels) applied to every frame before tracking; damps
             sensor/compression noise.
         min_eigenvalue: A step is trusted only if the structure tensor's smaller eigenvalue per
-            window pixel exceeds this (grey levels in [0, 1]); flat windows carry no motion signal.
+            window pixel exceeds this, in units of the clip's grey-level variance (frames are divided
+            by their grey std before tracking, so a global brightness or contrast change leaves the
+            tracks, and which steps are trusted, unchanged); flat windows carry no motion signal.
         forward_backward_threshold: A step is trusted only if tracking it back from the found
             position returns within this many pixels of the start.
     """
 
     def __init__(self, window_radius: int = 7, pyramid_levels: int = 3, iterations: int = 10,
-                 smoothing_sigma: float = 1.0, min_eigenvalue: float = 1e-5,
+                 smoothing_sigma: float = 1.0, min_eigenvalue: float = 2.5e-4,
                  forward_backward_threshold: float = 0.5) -> None:
         if window_radius < 1 or pyramid_levels < 1 or iterations < 1:
 
@@ -171,6 +173,9 @@ class LucasKanadeTracker(PointTracker):
     def track_with_validity(self, video_F3HW: torch.Tensor,
                             queries_N2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grey_FHW = grey_frames(video_F3HW)
+        contrast = grey_FHW.std()
+        if contrast > 0:  # gain-invariant: LK's solution is, but the texture threshold is not
+            grey_FHW = grey_FHW / contrast
         height, width = grey_FHW.shape[1:]
         levels = self._pyramid(grey_FHW)
         positions = [queries_N2.float()]

@@ -45,7 +45,7 @@ def motion_to_reference(reference_CFHW: torch.Tensor, candidate_CFHW: torch.Tens
     """Motion fidelity of a sample to the reference, best matches searched anywhere in the frame (the
     claim is the motion, not the position the shape takes)."""
     return video_motion_fidelity(frames_F3HW(reference_CFHW), frames_F3HW(candidate_CFHW), toy_tracker(), grid_size,
-                                 match_radius_fraction=None)
+                                 match="correlation", match_radius_fraction=None)
 
 
 def run_probe(model_path: str | Path = TOY_MODEL_PATH, colour: str = "red", shape: str = "square",

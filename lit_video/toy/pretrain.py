@@ -4,7 +4,11 @@ Two phases in one run, both plain MSE:
 1. steps [0, ``vae_steps``): the tiny ``AutoencoderKL`` learns to reconstruct toy frames (posterior
    mean in, pixels out); at the switch its ``scaling_factor`` is set to 1 / std of the latents.
 2. the rest: the tiny ``UNet3DConditionModel`` and the tiny CLIP text encoder learn ε-prediction on
-   the (frozen) VAE latents of fresh toy clips, t ~ U[0, T−1], ModelScope's DDIM schedule.
+   the (frozen) VAE latents of fresh toy clips, t ~ U[0, T−1], ModelScope's DDIM schedule, with the
+   min-SNR-γ loss weight (Hang et al., 2023: min(SNR, γ) / SNR, which keeps the many low-noise steps
+   from drowning the high-noise ones where colour, position and motion are decided) and a linear
+   warm-up followed by a cosine decay of the learning rate. ``configs/video/toy_pretrain.yaml`` adds
+   Lightning's ``EMAWeightAveraging`` from the first diffusion step; the export holds the EMA weights.
 
 ``ExportToyModel`` writes the result as a diffusers-format folder (unet/, vae/, text_encoder/,
 tokenizer/, scheduler/, model_index.json) that ``components.pretrained_path`` loads.
@@ -15,6 +19,7 @@ Shape legend: B batch, C channels, F frames, H/W height/width.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -93,6 +98,9 @@ class ToyPretrainModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: Linear warmup of the diffusion phase, in steps.
         max_grad_norm: Global gradient-norm clip of each phase.
+        min_snr_gamma: γ of the min-SNR loss weight min(SNR, γ) / SNR; ``None``: plain MSE (weight 1).
+        final_learning_rate_ratio: The diffusion phase's learning rate decays along a cosine from
+            ``learning_rate`` to this fraction of it at ``trainer.max_steps`` (1: constant after warm-up).
         init_from: A toy diffusers folder (an earlier export) to continue from instead of random
             weights; with ``vae_steps: 0`` its VAE and latent scale are kept as they are.
     """
@@ -100,7 +108,8 @@ class ToyPretrainModule(pl.LightningModule):
     def __init__(self, tiny: TinyComponentsConfig = TinyComponentsConfig(), vae_steps: int = 300,  # noqa: B008
                  vae_learning_rate: float = 2e-3, vae_clips_per_step: int = 2, learning_rate: float = 1e-3,
                  weight_decay: float = 0.0,
-                 warmup_steps: int = 100, max_grad_norm: float = 1.0, init_from: Optional[str] = None) -> None:
+                 warmup_steps: int = 100, max_grad_norm: float = 1.0, min_snr_gamma: Optional[float] = 5.0,
+                 final_learning_rate_ratio: float = 0.1, init_from: Optional[str] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -140,7 +149,31 @@ class ToyPretrainModule(pl.LightningModule):
         timesteps = torch.randint(0, c.num_train_timesteps, (latents.shape[0],), device=latents.device)
         noise = torch.randn_like(latents)
         prediction = c.predict(c.scheduler.add_noise(latents, noise, timesteps), timesteps, text)
-        return F.mse_loss(prediction, noise), timesteps
+        per_clip_B = F.mse_loss(prediction, noise, reduction="none").flatten(1).mean(1)
+        return (per_clip_B * self.loss_weight(timesteps)).mean(), timesteps
+
+    def loss_weight(self, timesteps_B: torch.Tensor) -> torch.Tensor:
+        """min(SNR(t), γ) / SNR(t) per clip (ε-prediction's min-SNR-γ weight); ones without ``min_snr_gamma``."""
+        if self.hparams.min_snr_gamma is None:
+            return torch.ones(timesteps_B.shape, device=timesteps_B.device)
+        alpha_bar_B = self.components.scheduler.alphas_cumprod.to(timesteps_B.device)[timesteps_B].float()
+        snr_B = alpha_bar_B / (1 - alpha_bar_B)
+        return snr_B.clamp(max=self.hparams.min_snr_gamma) / snr_B
+
+    def diffusion_learning_rate(self, step: int) -> float:
+        """Linear warm-up over ``warmup_steps``, then a cosine decay to ``final_learning_rate_ratio`` ×
+        ``learning_rate`` at the trainer's last step."""
+        h = self.hparams
+        step = step - h.vae_steps
+        if step < h.warmup_steps:
+            return h.learning_rate * (step + 1) / h.warmup_steps
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        span = max(1, max_steps - h.vae_steps - h.warmup_steps) if max_steps > 0 else None
+        if span is None:
+            return h.learning_rate
+        progress = min(1.0, (step - h.warmup_steps) / span)
+        ratio = h.final_learning_rate_ratio + (1 - h.final_learning_rate_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return h.learning_rate * ratio
 
     @torch.no_grad()
     def set_latent_scale(self, video_BCFHW: torch.Tensor) -> float:
@@ -164,7 +197,7 @@ class ToyPretrainModule(pl.LightningModule):
                 self.components.vae.requires_grad_(False)
                 self.log("train/latent_scale", self.set_latent_scale(batch["video"]))
             loss, timesteps = self.diffusion_loss(batch["video"], list(batch["prompt"]))
-            rate = h.learning_rate * min(1.0, (step - h.vae_steps + 1) / max(1, h.warmup_steps))
+            rate = self.diffusion_learning_rate(step)
             parameters = list(self.components.unet.parameters()) + list(self.components.text_encoder.parameters())
             self._step(diffusion_optimizer, loss, parameters, rate)
             self.log("train/loss", loss.detach(), prog_bar=True)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_video.metrics import CLIPVideoScorer, build_tiny_clip, motion_fidelity_score, track_correlations
-from lit_video.metrics.motion_fidelity import video_motion_fidelity
+from lit_video.metrics.motion_fidelity import video_motion_fidelity, window_lags
 from lit_video.tracking import LucasKanadeTracker, grid_queries
 from lit_video.video_io import moving_shapes_frames
 
@@ -18,7 +18,10 @@ def random_tracks(frames=8, points=12, seed=0):
 def test_identical_tracks_score_one():
     tracks = random_tracks()
     assert motion_fidelity_score(tracks, tracks) == pytest.approx(1.0, abs=1e-6)
-    assert motion_fidelity_score(tracks, tracks + 5.0) == pytest.approx(1.0, abs=1e-6)  # translation-invariant
+    # best-correlation matching is translation-invariant (the motion transferred to another place) ...
+    assert motion_fidelity_score(tracks, tracks + 5.0, match="correlation") == pytest.approx(1.0, abs=1e-6)
+    # ... nearest-path matching compares the same place: shifted paths meet the wrong neighbours
+    assert motion_fidelity_score(tracks, tracks + 5.0) < 0.9
 
 
 def test_reversed_motion_scores_minus_one():
@@ -29,7 +32,7 @@ def test_reversed_motion_scores_minus_one():
     assert motion_fidelity_score(constant_velocity, constant_velocity.flip(0)) == pytest.approx(-1.0, abs=1e-6)
 
 
-def float64_reference_score(a, b, lags=(1, 2, 4, 8)):
+def float64_reference_score(a, b, lags, match):
     """The documented definition written out with loops (no radius, every step trusted)."""
     a, b = a.double(), b.double()
     frames = a.shape[0]
@@ -48,15 +51,34 @@ def float64_reference_score(a, b, lags=(1, 2, 4, 8)):
     c = [[corr(n, m) for m in range(b.shape[1])] for n in range(a.shape[1])]
     wa = [sum(float(u[n].norm()) for u in da) for n in range(a.shape[1])]
     wb = [sum(float(v[m].norm()) for v in db) for m in range(b.shape[1])]
-    ab = sum(w * max(row) for w, row in zip(wa, c)) / sum(wa)
-    ba = sum(w * max(c[n][m] for n in range(len(c))) for m, w in enumerate(wb)) / sum(wb)
+    if match == "correlation":
+        ab = sum(w * max(row) for w, row in zip(wa, c)) / sum(wa)
+        ba = sum(w * max(c[n][m] for n in range(len(c))) for m, w in enumerate(wb)) / sum(wb)
+        return 0.5 * (ab + ba)
+
+    def path_distance(n, m):
+        return sum(float((a[f, n] - b[f, m]).norm()) for f in range(frames)) / frames
+
+    nearest_b = [min(range(b.shape[1]), key=lambda m: path_distance(n, m)) for n in range(a.shape[1])]
+    nearest_a = [min(range(a.shape[1]), key=lambda n: path_distance(n, m)) for m in range(b.shape[1])]
+    ab = sum(w * c[n][nearest_b[n]] for n, w in enumerate(wa)) / sum(wa)
+    ba = sum(w * c[nearest_a[m]][m] for m, w in enumerate(wb)) / sum(wb)
     return 0.5 * (ab + ba)
 
 
-def test_score_matches_a_float64_loop_reference():
+@pytest.mark.parametrize("match", ["trajectory", "correlation"])
+def test_score_matches_a_float64_loop_reference(match):
     a, b = random_tracks(10, 5, seed=1), random_tracks(10, 4, seed=2)
     b[:, 0] = b[0, 0]  # one still track
-    assert motion_fidelity_score(a, b) == pytest.approx(float64_reference_score(a, b), abs=1e-5)
+    expected = float64_reference_score(a, b, lags=(5, 9), match=match)  # the default lags of 10 frames
+    assert motion_fidelity_score(a, b, match=match) == pytest.approx(expected, abs=1e-5)
+    assert motion_fidelity_score(a, b, lags=(1, 2, 4, 8), match=match) == pytest.approx(
+        float64_reference_score(a, b, lags=(1, 2, 4, 8), match=match), abs=1e-5)
+
+
+def test_window_lags_are_half_and_whole_window():
+    assert window_lags(16) == (8, 15) and window_lags(8) == (4, 7) and window_lags(3) == (1, 2)
+    assert window_lags(2) == (1,)
 
 
 def test_still_tracks_are_neither_reward_nor_free_pass():
@@ -97,8 +119,9 @@ def test_match_radius_limits_best_matches_to_nearby_tracks():
     starts = torch.tensor([[0.0, 0.0], [100.0, 0.0]])
     a = torch.stack([starts + f * torch.tensor([[1.0, 0.0], [0.0, 1.0]]) for f in range(5)])  # right; down
     b = torch.stack([starts + f * torch.tensor([[0.0, 1.0], [1.0, 0.0]]) for f in range(5)])  # same motions, swapped
-    assert motion_fidelity_score(a, b) == pytest.approx(1.0)
-    assert motion_fidelity_score(a, b, match_radius=10.0) == pytest.approx(0.0)
+    assert motion_fidelity_score(a, b, match="correlation") == pytest.approx(1.0)
+    assert motion_fidelity_score(a, b, match="correlation", match_radius=10.0) == pytest.approx(0.0)
+    assert motion_fidelity_score(a, b) == pytest.approx(0.0)  # nearest path: the same place, other motion
 
 
 def test_lucas_kanade_follows_a_translation():
