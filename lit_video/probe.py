@@ -268,7 +268,8 @@ class MotionEncodingProbe(pl.LightningModule):
             writer.writeheader()
             writer.writerows(asdict(r) for r in results)
         (folder / "probe.json").write_text(json.dumps({**summary, "results": [asdict(r) for r in results]}, indent=2))
-        png = plot_probe(results, summary["motion_boundary"], summary["num_train_timesteps"])
+        png = plot_probe(results, summary["motion_boundary"], summary["num_train_timesteps"],
+                         appearance_label=f"{self.clip.score_label}, new prompt")
         (folder / "probe.png").write_bytes(png)
         if self.hparams.save_videos:
             for name, frames in videos.items():
@@ -302,7 +303,8 @@ def markdown_table(results: list[WindowResult], summary: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_probe(results: list[WindowResult], motion_boundary: Optional[float], num_train_timesteps: int) -> bytes:
+def plot_probe(results: list[WindowResult], motion_boundary: Optional[float], num_train_timesteps: int,
+               appearance_label: str = "CLIP score, new prompt") -> bytes:
     """The probe figure as PNG bytes."""
     buffer = io.BytesIO()
     probe_figure(results, motion_boundary, num_train_timesteps).savefig(buffer, format="png")
@@ -339,10 +341,10 @@ def probe_figure(results: list[WindowResult], motion_boundary: Optional[float], 
                          va="center", color="grey", fontsize=11, alpha=0.8)
     motion_axis.set_xlim(0, num_train_timesteps)
     motion_axis.set_ylim(-1.05, 1.05)  # motion fidelity lies in [−1, 1]
-    appearance_axis.set_ylim(0, 100)  # CLIP text–frame score lies in [0, 100]
+    appearance_axis.set_ylim(0, 100)  # both appearance scores (CLIP text–frame, toy colour %) lie in [0, 100]
     motion_axis.set_xlabel("window boundary b (training timesteps)")
     motion_axis.set_ylabel("motion fidelity to the reference", color="tab:blue")
-    appearance_axis.set_ylabel("CLIP score with the new prompt", color="tab:orange")
+    appearance_axis.set_ylabel(appearance_label, color="tab:orange")
     handles = motion_axis.get_legend_handles_labels()[0] + appearance_axis.get_legend_handles_labels()[0]
     labels = motion_axis.get_legend_handles_labels()[1] + appearance_axis.get_legend_handles_labels()[1]
     seeds = results[0].num_seeds if results else 1

@@ -34,6 +34,8 @@ class CLIPVideoScorer:
             its tokenizer.
     """
 
+    score_label = "CLIP score"  # what ``text_frame_score`` measures, for plot axes
+
     def __init__(self, model_path: str) -> None:
         from transformers import AutoTokenizer, CLIPModel  # noqa: PLC0415 (transformers, heavy)
 

@@ -48,6 +48,8 @@ def colour_agreement(frames_FHW3: np.ndarray, prompt: str, saturation_threshold:
 class ColourScorer:
     """Drop-in for ``CLIPVideoScorer.text_frame_score`` in the toy world: the colour agreement (0..100)."""
 
+    score_label = "% of the shape in the prompt's colour"  # what ``text_frame_score`` measures, for plot axes
+
     def __init__(self, saturation_threshold: float = 60.0) -> None:
         self.saturation_threshold = saturation_threshold
 

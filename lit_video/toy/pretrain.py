@@ -4,11 +4,12 @@ Two phases in one run, both plain MSE:
 1. steps [0, ``vae_steps``): the tiny ``AutoencoderKL`` learns to reconstruct toy frames (posterior
    mean in, pixels out); at the switch its ``scaling_factor`` is set to 1 / std of the latents.
 2. the rest: the tiny ``UNet3DConditionModel`` and the tiny CLIP text encoder learn ε-prediction on
-   the (frozen) VAE latents of fresh toy clips, t ~ U[0, T−1], ModelScope's DDIM schedule, with the
-   min-SNR-γ loss weight (Hang et al., 2023: min(SNR, γ) / SNR, which keeps the many low-noise steps
-   from drowning the high-noise ones where colour, position and motion are decided) and a linear
-   warm-up followed by a cosine decay of the learning rate. ``configs/video/toy_pretrain.yaml`` adds
-   Lightning's ``EMAWeightAveraging`` from the first diffusion step; the export holds the EMA weights.
+   the (frozen) VAE latents of fresh toy clips, t ~ U[0, T−1], ModelScope's DDIM schedule, after a
+   linear warm-up of the learning rate. Options (off in the shipped recipe, see docs/video.md "Toy
+   world"): the min-SNR-γ loss weight (Hang et al., 2023: min(SNR, γ) / SNR, so the many low-noise
+   steps do not drown the high-noise ones where colour, position and motion are decided), a cosine
+   decay of the learning rate, and Lightning's ``EMAWeightAveraging`` callback (``on_train_end`` copies
+   the averaged weights in before ``ExportToyModel`` writes them).
 
 ``ExportToyModel`` writes the result as a diffusers-format folder (unet/, vae/, text_encoder/,
 tokenizer/, scheduler/, model_index.json) that ``components.pretrained_path`` loads.
@@ -108,8 +109,8 @@ class ToyPretrainModule(pl.LightningModule):
     def __init__(self, tiny: TinyComponentsConfig = TinyComponentsConfig(), vae_steps: int = 300,  # noqa: B008
                  vae_learning_rate: float = 2e-3, vae_clips_per_step: int = 2, learning_rate: float = 1e-3,
                  weight_decay: float = 0.0,
-                 warmup_steps: int = 100, max_grad_norm: float = 1.0, min_snr_gamma: Optional[float] = 5.0,
-                 final_learning_rate_ratio: float = 0.1, init_from: Optional[str] = None) -> None:
+                 warmup_steps: int = 100, max_grad_norm: float = 1.0, min_snr_gamma: Optional[float] = None,
+                 final_learning_rate_ratio: float = 1.0, init_from: Optional[str] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -234,10 +235,11 @@ class ToyPretrainModule(pl.LightningModule):
             module.to(original)
         c.tokenizer.save_pretrained(folder / "tokenizer")
         c.scheduler.save_pretrained(folder / "scheduler")
+        pipeline = "TextToVideoSDPipeline" if c.unet_kind == "unet3d" else "AnimateDiffPipeline"
         (folder / "model_index.json").write_text(json.dumps({
-            "_class_name": "TextToVideoSDPipeline", "_diffusers_version": "0.42.1",
+            "_class_name": pipeline, "_diffusers_version": "0.42.1",
             "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "unet": ["diffusers", "UNet3DConditionModel"],
+            "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "unet": ["diffusers", type(c.unet).__name__],
             "vae": ["diffusers", "AutoencoderKL"]}, indent=2))
         return folder
 

@@ -11,8 +11,8 @@ from lit_video.toy.colour import ColourScorer
 class ToyProbe(MotionEncodingProbe):
     """``MotionEncodingProbe`` with the colour score as appearance (its ``clip_model_path`` is unused).
 
-    Accepts exactly ``MotionEncodingProbe``'s arguments; the plot's appearance axis (labelled CLIP
-    there) then reads "percent of the shape in the new prompt's colour". The components are cast to
+    Accepts exactly ``MotionEncodingProbe``'s arguments; the plot's appearance axis then reads "% of
+    the shape in the prompt's colour, new prompt" (the scorer's ``score_label``). The components are cast to
     float32 (the shipped toy weights are stored in float16).
     """
 

@@ -2,6 +2,7 @@
 shipped model is small and loads offline."""
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
 from lit_video.components import ComponentsSpec, TinyComponentsConfig, build_components
@@ -37,3 +38,23 @@ def test_shipped_toy_model_is_small_and_loads_offline():
     assert components.unet_kind == "unet3d" and components.vae_scale_factor == 4
     ids = components.tokenizer(["a blue circle moving left"]).input_ids[0]
     assert components.tokenizer.unk_token_id not in ids
+
+
+def test_min_snr_weight_and_learning_rate_schedule_follow_their_formulas():
+    module = ToyPretrainModule(TinyComponentsConfig(block_out_channels=(16, 32), text_width=16, max_prompt_tokens=8,
+                                                    vae_block_out_channels=(8, 16), norm_num_groups=4),
+                               vae_steps=10, learning_rate=1e-3, warmup_steps=4, min_snr_gamma=5.0,
+                               final_learning_rate_ratio=0.1)
+    timesteps = torch.tensor([0, 100, 500, 999])
+    alpha_bar = module.components.scheduler.alphas_cumprod.double()[timesteps]
+    snr = alpha_bar / (1 - alpha_bar)
+    expected = torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64)) / snr  # float64, written out here
+    torch.testing.assert_close(module.loss_weight(timesteps).double(), expected, rtol=1e-5, atol=0)
+    assert module.loss_weight(timesteps)[-1] == 1.0 and module.loss_weight(timesteps)[0] < 0.01
+    module._trainer = type("T", (), {"max_steps": 114})()  # 10 VAE + 4 warm-up + 100 cosine steps
+    rates = [module.diffusion_learning_rate(step) for step in (10, 13, 14, 64, 114)]
+    assert rates[0] == pytest.approx(1e-3 / 4) and rates[1] == pytest.approx(1e-3)  # linear warm-up
+    assert rates[2] == pytest.approx(1e-3) and rates[3] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # cosine mid
+    assert rates[4] == pytest.approx(1e-4)  # ends at final_learning_rate_ratio × learning_rate
+    module.hparams.min_snr_gamma = None
+    assert torch.equal(module.loss_weight(timesteps), torch.ones(4))
