@@ -21,7 +21,7 @@ from lit_core.checkpointing.resume import prepare_run, usable_checkpoint
 from lit_core.config_compose import compose_config_args
 from lit_core.errors import FrameworkError
 from lit_core.parser import FrameworkArgumentParser
-from lit_core.preflight import check_output_folders
+from lit_core.preflight import check_model_against_data, check_output_folders
 from lit_core.progress import StepProgressBar
 
 
@@ -52,6 +52,7 @@ class FrameworkCLI(LightningCLI):
         """Runs right before ``trainer.<subcommand>``: the last checks of user input."""
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         check_output_folders(self.trainer)
+        check_model_against_data(self.model, getattr(self, "datamodule", None))
         if subcommand == "fit":  # per-run version folders; a readable checkpoint to resume from
             checked = getattr(self, "_checked_ckpt_path", None)
             kwargs["ckpt_path"] = prepare_run(self.trainer, kwargs.get("ckpt_path"), checked)

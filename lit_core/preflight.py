@@ -41,3 +41,12 @@ def check_writable(folder: str, option: str) -> None:
 def check_output_folders(trainer: pl.Trainer) -> None:
     for folder, option in output_folders(trainer).items():
         check_writable(folder, option)
+
+
+def check_model_against_data(model: pl.LightningModule, datamodule) -> None:
+    """Runs ``model.check_datamodule(datamodule)`` when the model defines it: model/data mismatches
+    (a sequence longer than the model holds, ...) are refused before the logger or a checkpoint folder
+    writes anything."""
+    check = getattr(model, "check_datamodule", None)
+    if callable(check) and datamodule is not None:
+        check(datamodule)

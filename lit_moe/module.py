@@ -154,8 +154,12 @@ class LanguageModelingModule(pl.LightningModule):
         return config
 
     def setup(self, stage: str) -> None:
-        """Refuse a datamodule whose sequences the model cannot hold, before any step runs."""
-        datamodule = getattr(self.trainer, "datamodule", None)
+        """Refuse a datamodule whose sequences the model cannot hold, before any step runs (the CLI
+        checks this earlier, before the run's folder is written: ``check_datamodule``)."""
+        self.check_datamodule(getattr(self.trainer, "datamodule", None))
+
+    def check_datamodule(self, datamodule) -> None:
+        """One error line if ``datamodule``'s sequences are longer than the model's position tables."""
         seq_len = getattr(datamodule, "seq_len", None)
         if isinstance(seq_len, int) and seq_len > self.config.max_seq_len:
             raise UserInputError(

@@ -23,6 +23,7 @@ def _error_line(tmp_path, capsys, *extra: str) -> str:
 def test_sequence_longer_than_the_rope_tables(tmp_path, capsys):
     err = _error_line(tmp_path, capsys, "--data.init_args.seq_len", "128")
     assert "data.seq_len=128 exceeds model.config.max_seq_len=64" in err
+    assert not glob.glob(str(tmp_path / "**/version_*"), recursive=True), "refused before the run folder is written"
 
 
 @pytest.mark.parametrize("value", ["0", "-0.001"])
