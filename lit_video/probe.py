@@ -307,11 +307,12 @@ def plot_probe(results: list[WindowResult], motion_boundary: Optional[float], nu
                appearance_label: str = "CLIP score, new prompt") -> bytes:
     """The probe figure as PNG bytes."""
     buffer = io.BytesIO()
-    probe_figure(results, motion_boundary, num_train_timesteps).savefig(buffer, format="png")
+    probe_figure(results, motion_boundary, num_train_timesteps, appearance_label).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
-def probe_figure(results: list[WindowResult], motion_boundary: Optional[float], num_train_timesteps: int):
+def probe_figure(results: list[WindowResult], motion_boundary: Optional[float], num_train_timesteps: int,
+                 appearance_label: str = "CLIP score, new prompt"):
     """Figure of motion and appearance (mean ± spread over seeds) against the window boundary, late
     (solid) and early (dashed); t* marked, or "t* undefined"; each y axis spans its score's range;
     the legend sits below the axes, off the data. Built on a ``Figure`` (no pyplot state)."""

@@ -173,8 +173,8 @@ class ToyPretrainModule(pl.LightningModule):
         if span is None:
             return h.learning_rate
         progress = min(1.0, (step - h.warmup_steps) / span)
-        ratio = h.final_learning_rate_ratio + (1 - h.final_learning_rate_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        return h.learning_rate * ratio
+        final = h.final_learning_rate_ratio
+        return h.learning_rate * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     @torch.no_grad()
     def set_latent_scale(self, video_BCFHW: torch.Tensor) -> float:

@@ -31,7 +31,8 @@ def window_scores(video_F3HW: torch.Tensor) -> dict[str, float]:
     scores = {}
     for name, candidate in candidates(video_F3HW).items():
         tracks, candidate_valid = tracker.track_with_validity(candidate, queries)
-        scores[name] = motion_fidelity_score(reference, tracks, valid, candidate_valid)  # video_motion_fidelity's defaults
+        # video_motion_fidelity's defaults: nearest-path matching, half- and whole-window lags
+        scores[name] = motion_fidelity_score(reference, tracks, valid, candidate_valid)
     return scores
 
 

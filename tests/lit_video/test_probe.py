@@ -106,5 +106,10 @@ def test_probe_plot_marks_undefined_boundary_uses_score_ranges_and_keeps_legend_
     assert not legend.get_window_extent().overlaps(motion_axis.get_window_extent())
     table = markdown_table(rows, {"motion_boundary": None, "num_train_timesteps": 1000, "edit_prompt": "x"})
     assert "undefined" in table and "0.500 ± 0.100" in table and "3 seed(s)" in table
+    assert appearance_axis.get_ylabel() == "CLIP score, new prompt"
+    from lit_video.toy.colour import ColourScorer  # noqa: PLC0415 (as the import above)
+    toy_label = f"{ColourScorer.score_label}, new prompt"  # what ToyProbe passes: its scorer is not CLIP
+    toy_axis = probe_figure(rows, None, 1000, toy_label).axes[1]
+    assert toy_axis.get_ylabel() == "% of the shape in the prompt's colour, new prompt"
     defined = probe_figure(rows, 640.0, 1000).axes[0]
     assert not defined.texts and any(line.get_xdata()[0] == 640.0 for line in defined.lines)
