@@ -58,6 +58,17 @@ class DiTComponents(VideoDiffusionComponents):
         frames = (num_frames - 1) // self.temporal_compression + 1 if self.temporal_compression > 1 else num_frames
         return (batch_size, self.latent_channels, frames, height // s, width // s)
 
+    @torch.no_grad()
+    def padding_zeroed_states(self, prompts: list[str]) -> torch.Tensor:
+        """T5-family encoder states (B, L, D) at ``max_prompt_tokens``, zeroed after each prompt's last
+        token (what Wan's and Latte's pipelines feed their transformers)."""
+        tokens = self.tokenizer(prompts, padding="max_length", max_length=self.max_prompt_tokens, truncation=True,
+                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        device = next(self.text_encoder.parameters()).device
+        mask = tokens.attention_mask.to(device)
+        states = self.text_encoder(tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
+        return states * mask.unsqueeze(-1).to(states.dtype)
+
     def predict(self, latents_BCFHW: torch.Tensor, timesteps_B: torch.Tensor, text_BLD: torch.Tensor) -> torch.Tensor:
         """The model's prediction (noise, v or velocity); every DiT family overrides this."""
         raise NotImplementedError(f"{type(self).__name__} must implement predict()")

@@ -45,12 +45,7 @@ class LatteComponents(DiTComponents):
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """T5 states (B, L, D) with the padding zeroed (``LattePipeline.encode_prompt``'s ``mask_feature``)."""
-        tokens = self.tokenizer(prompts, padding="max_length", max_length=self.max_prompt_tokens, truncation=True,
-                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-        device = next(self.text_encoder.parameters()).device
-        mask = tokens.attention_mask.to(device)
-        states = self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
-        return states * mask.unsqueeze(-1).to(states.dtype)
+        return self.padding_zeroed_states(prompts)
 
     def predict(self, latents_BCFHW: torch.Tensor, timesteps_B: torch.Tensor, text_BLD: torch.Tensor) -> torch.Tensor:
         """ε (the first half of the channels when the model also learns the variance)."""

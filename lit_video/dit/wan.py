@@ -54,12 +54,7 @@ class WanComponents(DiTComponents):
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """UMT5 states (B, L, D), zeroed after each prompt's last token, as ``WanPipeline._get_t5_prompt_embeds``."""
-        tokens = self.tokenizer(prompts, padding="max_length", max_length=self.max_prompt_tokens, truncation=True,
-                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-        device = next(self.text_encoder.parameters()).device
-        mask = tokens.attention_mask.to(device)
-        states = self.text_encoder(tokens.input_ids.to(device), mask).last_hidden_state
-        return states * mask.unsqueeze(-1).to(states.dtype)
+        return self.padding_zeroed_states(prompts)
 
     def _latent_stats(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         channels = self.vae.config.z_dim
