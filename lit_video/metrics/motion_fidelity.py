@@ -77,12 +77,23 @@ def track_correlations(tracks_a_FN2: torch.Tensor, tracks_b_FM2: torch.Tensor,
                        lags: Optional[Sequence[int]] = None, still_threshold: float = 1e-3) -> torch.Tensor:
     """Magnitude-weighted corr(τ_n, τ'_m) for every pair of tracks: (N, M) in [−1, 1] (0 for two
     tracks that never move)."""
+    motion_a, motion_b = _motions(tracks_a_FN2, tracks_b_FM2, valid_a_FN, valid_b_FM, lags, still_threshold)
+    return _correlations(*motion_a, *motion_b)
+
+
+def _motions(tracks_a_FN2, tracks_b_FM2, valid_a_FN, valid_b_FM, lags, still_threshold):
+    """((displacements, lengths) of a, (displacements, lengths) of b), computed once for both uses."""
     if tracks_a_FN2.shape[0] != tracks_b_FM2.shape[0] or tracks_a_FN2.shape[0] < 2:
         raise ValueError(f"both track sets need the same number (≥ 2) of frames, got {tracks_a_FN2.shape[0]} "
                          f"and {tracks_b_FM2.shape[0]}")
     motion_a_SN2 = lagged_displacements(tracks_a_FN2, valid_a_FN, lags)
     motion_b_SM2 = lagged_displacements(tracks_b_FM2, valid_b_FM, lags)
-    length_a_SN, length_b_SM = _lengths(motion_a_SN2, still_threshold), _lengths(motion_b_SM2, still_threshold)
+    return ((motion_a_SN2, _lengths(motion_a_SN2, still_threshold)),
+            (motion_b_SM2, _lengths(motion_b_SM2, still_threshold)))
+
+
+def _correlations(motion_a_SN2: torch.Tensor, length_a_SN: torch.Tensor, motion_b_SM2: torch.Tensor,
+                  length_b_SM: torch.Tensor) -> torch.Tensor:
     unit_a = torch.where(length_a_SN[..., None] > 0, motion_a_SN2 / length_a_SN.clamp_min(1e-12)[..., None], 0.0)
     unit_b = torch.where(length_b_SM[..., None] > 0, motion_b_SM2 / length_b_SM.clamp_min(1e-12)[..., None], 0.0)
     cosine_SNM = torch.einsum("snc,smc->snm", unit_a, unit_b)  # 0 where either is still (zero unit vector)
@@ -108,8 +119,8 @@ def motion_fidelity_score(tracks_a_FN2: torch.Tensor, tracks_b_FM2: torch.Tensor
     """
     if match not in ("trajectory", "correlation"):
         raise ValueError(f"match must be 'trajectory' or 'correlation', got {match!r}")
-    correlation_NM = track_correlations(tracks_a_FN2, tracks_b_FM2, valid_a_FN, valid_b_FM, lags,
-                                        still_threshold).double()
+    motion_a, motion_b = _motions(tracks_a_FN2, tracks_b_FM2, valid_a_FN, valid_b_FM, lags, still_threshold)
+    correlation_NM = _correlations(*motion_a, *motion_b).double()
     if match == "trajectory":
         path_distance_NM = (tracks_a_FN2.double()[:, :, None] - tracks_b_FM2.double()[:, None]).norm(dim=-1).mean(0)
         best_a_N = correlation_NM.gather(1, path_distance_NM.argmin(1, keepdim=True))[:, 0]
@@ -119,8 +130,7 @@ def motion_fidelity_score(tracks_a_FN2: torch.Tensor, tracks_b_FM2: torch.Tensor
             distance_NM = torch.cdist(tracks_a_FN2[0].double(), tracks_b_FM2[0].double())
             correlation_NM = torch.where(distance_NM <= match_radius, correlation_NM, -math.inf)
         best_a_N, best_b_M = correlation_NM.max(dim=1).values, correlation_NM.max(dim=0).values
-    weight_a_N = _lengths(lagged_displacements(tracks_a_FN2, valid_a_FN, lags), still_threshold).sum(0)
-    weight_b_M = _lengths(lagged_displacements(tracks_b_FM2, valid_b_FM, lags), still_threshold).sum(0)
+    weight_a_N, weight_b_M = motion_a[1].sum(0), motion_b[1].sum(0)
 
     def direction(best: torch.Tensor, weight: torch.Tensor, other_weight: torch.Tensor) -> float:
         if not weight.sum() > 0:  # this video has no motion to find in the other one
