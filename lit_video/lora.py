@@ -1,6 +1,7 @@
 """LoRA on a chosen part of the video UNet (peft), switching it on and off, and saving it.
 
-Target presets select ``nn.Linear`` layers by module-name regex, for both UNet kinds:
+Target presets select ``nn.Linear`` layers (and, for ``temporal_layers``, UNet3D's temporal
+``nn.Conv3d`` layers) by module-name regex, for both UNet kinds:
 
 =================  ======================================================================
 preset             layers
@@ -8,8 +9,15 @@ preset             layers
 temporal_attn      q/k/v/out of attn1 and attn2 of the temporal transformers (default)
 temporal_attn1     q/k/v/out of attn1 of the temporal transformers
 temporal_all       every linear of the temporal transformers (proj_in/out, attention, FF)
+temporal_layers    temporal_all plus UNet3D's temporal convolutions (``temp_convs``, kernel
+                   3×1×1 over frames; AnimateDiff has none, so there it equals temporal_all)
 spatial_all        every linear of the spatial transformers (MotionDirector's spatial LoRA)
 =================  ======================================================================
+
+Why ``temporal_layers`` exists: diffusers' ``UNet3DConditionModel`` builds its temporal transformers
+without frame positions, so attention over frames is equivariant to reordering them and a LoRA on it
+alone cannot tell "right" from "left"; the temporal convolutions are the layers that know frame order
+(measured on the toy model, docs/video.md "Toy world").
 
 DiTs (Wan, CogVideoX, Latte: chosen by the model's class) have their own table, ``DIT_PRESET_PATTERNS``:
 
@@ -44,17 +52,19 @@ from torch import nn
 
 from lit_video.errors import VideoInputError
 
-LoraPreset = Literal["temporal_attn", "temporal_attn1", "temporal_all", "spatial_all"]
+LoraPreset = Literal["temporal_attn", "temporal_attn1", "temporal_all", "temporal_layers", "spatial_all"]
 
 # Temporal transformers: UNet3D's transformer_in and temp_attentions.N; AnimateDiff's motion_modules.N.
 _TEMPORAL = r"(?:^|.*\.)(?:transformer_in|temp_attentions\.\d+|motion_modules\.\d+)"
 _SPATIAL = r"(?:^|.*\.)attentions\.\d+"
 _ATTN_PROJ = r"(?:to_q|to_k|to_v|to_out\.0)"
+_TEMPORAL_CONV = r"(?:^|.*\.)temp_convs\.\d+\.conv\d\.\d+"  # UNet3D TemporalConvLayer: convN = (norm, act, [drop,] Conv3d)
 
 PRESET_PATTERNS: dict[str, str] = {
     "temporal_attn": _TEMPORAL + r"\.transformer_blocks\.\d+\.attn[12]\." + _ATTN_PROJ,
     "temporal_attn1": _TEMPORAL + r"\.transformer_blocks\.\d+\.attn1\." + _ATTN_PROJ,
     "temporal_all": _TEMPORAL + r"\..+",
+    "temporal_layers": f"{_TEMPORAL}\\..+|{_TEMPORAL_CONV}",
     "spatial_all": _SPATIAL + r"\..+",
 }
 
@@ -87,8 +97,11 @@ def preset_patterns(model: nn.Module) -> dict[str, str]:
     return PRESET_PATTERNS
 
 
+LORA_LAYER_TYPES = (nn.Linear, nn.Conv3d)  # what a preset may select (only temporal_layers matches Conv3d)
+
+
 def target_module_names(model: nn.Module, preset: str) -> list[str]:
-    """Names of the ``nn.Linear`` layers of ``model`` that ``preset`` selects."""
+    """Names of the ``nn.Linear`` (and temporal ``nn.Conv3d``) layers of ``model`` that ``preset`` selects."""
     patterns = preset_patterns(model)
     if preset not in patterns:
         known = set(PRESET_PATTERNS).union(*DIT_PRESET_PATTERNS.values())
@@ -97,7 +110,7 @@ def target_module_names(model: nn.Module, preset: str) -> list[str]:
         raise VideoInputError(f"{what} {type(model).__name__}: use one of {sorted(patterns)}")
     pattern = re.compile(patterns[preset])
     return [name for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and pattern.fullmatch(name)]
+            if isinstance(module, LORA_LAYER_TYPES) and pattern.fullmatch(name)]
 
 
 def inject_lora(model: nn.Module, preset: str, adapter_name: str, rank: int, alpha: Optional[float] = None,
@@ -251,7 +264,7 @@ def load_lora_safetensors(model: nn.Module, path: str | Path, adapter_name: str 
     if not targets or rank is None:
         raise VideoInputError(f"{path} has no lora_adapter_metadata (rank, targets): save it with "
                               "lit_video.lora.save_lora_safetensors or diffusers' LoRA writer")
-    names = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    names = {name for name, module in model.named_modules() if isinstance(module, LORA_LAYER_TYPES)}
     missing = sorted(set(targets) - names)
     if missing:
         raise VideoInputError(f"{path} targets {len(missing)} layer(s) the base model lacks (e.g. {missing[0]}): "

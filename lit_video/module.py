@@ -1,9 +1,10 @@
 """LightningModule: one-shot motion customization with LoRA trained in the motion timesteps.
 
 Recipes (``lora_preset``):
-- ``temporal_attn`` / ``temporal_attn1`` / ``temporal_all``: the timestep-constrained recipe
-  (spec §2): LoRA on temporal attention only, t ~ U[t*, T−1], plain MSE to ε or v; at inference
-  the LoRA applies only on steps with t ≥ t*.
+- ``temporal_attn`` / ``temporal_attn1`` / ``temporal_all`` / ``temporal_layers``: the
+  timestep-constrained recipe (spec §2): LoRA on temporal layers only (``temporal_layers`` adds
+  UNet3D's temporal convolutions, the only UNet3D layers that know frame order), t ~ U[t*, T−1],
+  plain MSE to ε or v; at inference the LoRA applies only on steps with t ≥ t*.
 - ``motion_director``: the baseline (spec §3): spatial LoRA trained on one random frame with the
   temporal LoRA off (the spatial path is skipped on a fraction of steps), temporal LoRA on every
   temporal linear trained on all frames with MSE + the appearance-debiased loss, t ~ U[0, T−1];
@@ -31,7 +32,7 @@ from lit_video.lora import inject_lora, lora_enabled, lora_parameters, save_lora
 from lit_video.sampling import LoraMode, generate_video, lora_schedule
 from lit_video.timesteps import MotionWindowSampler, diffusion_target
 
-Recipe = Literal["temporal_attn", "temporal_attn1", "temporal_all", "motion_director"]
+Recipe = Literal["temporal_attn", "temporal_attn1", "temporal_all", "temporal_layers", "motion_director"]
 
 
 @dataclass
@@ -57,8 +58,9 @@ class MotionCustomizationModule(pl.LightningModule):
     Args:
         components: Base model: a local diffusers folder or tiny random components.
         lora_preset: ``temporal_attn`` (default: attn1+attn2 q/k/v/out of the temporal
-            transformers), ``temporal_attn1``, ``temporal_all``, or ``motion_director`` (the
-            spatial + temporal baseline).
+            transformers), ``temporal_attn1``, ``temporal_all``, ``temporal_layers`` (every temporal
+            linear and UNet3D's temporal convolutions; the toy world's recipe), or
+            ``motion_director`` (the spatial + temporal baseline).
         lora_rank: LoRA rank r.
         lora_alpha: LoRA alpha (scale alpha / r); ``None`` uses r (scale 1).
         motion_boundary: t*, first timestep of the motion regime on the training axis 0..T−1

@@ -18,8 +18,9 @@ from lit_video.lora import (
 )
 from tests.lit_video.helpers import small_latents
 
-EXPECTED_LAYERS = {  # tiny UNet3D: 5 temporal transformers (transformer_in + 4), 4 spatial ones
-    "temporal_attn": 5 * 8, "temporal_attn1": 5 * 4, "temporal_all": 5 * 12, "spatial_all": 4 * 12}
+EXPECTED_LAYERS = {  # tiny UNet3D: 5 temporal transformers (transformer_in + 4), 4 spatial ones, 8 resnets
+    "temporal_attn": 5 * 8, "temporal_attn1": 5 * 4, "temporal_all": 5 * 12, "spatial_all": 4 * 12,
+    "temporal_layers": 5 * 12 + 8 * 4}  # + each resnet's TemporalConvLayer: 4 Conv3d
 
 
 def wrapped_names(unet):
@@ -33,7 +34,12 @@ def test_presets_wrap_exactly_their_layers(tiny_components, preset):
     names = wrapped_names(unet)
     assert len(names) == EXPECTED_LAYERS[preset]
     temporal = [n for n in names if re.search(r"(^|\.)(transformer_in|temp_attentions\.\d+)\.", n)]
-    if preset == "spatial_all":
+    convs = [n for n in names if isinstance(unet.get_submodule(n).base_layer, torch.nn.Conv3d)]
+    assert len(convs) == (8 * 4 if preset == "temporal_layers" else 0)
+    assert all(re.search(r"\.temp_convs\.\d+\.conv[1-4]\.\d$", n) for n in convs)
+    if preset == "temporal_layers":
+        assert sorted(temporal + convs) == names
+    elif preset == "spatial_all":
         assert not temporal and all(".attentions." in n for n in names)
     else:
         assert temporal == names
@@ -50,6 +56,8 @@ def test_animatediff_presets_target_motion_modules():
     names = target_module_names(components.unet, "temporal_attn")
     assert names and all(".motion_modules." in n and re.search(r"attn[12]\.", n) for n in names)
     assert not any(".motion_modules." in n for n in target_module_names(components.unet, "spatial_all"))
+    # no temporal convolutions in the AnimateDiff layout: temporal_layers is temporal_all there
+    assert target_module_names(components.unet, "temporal_layers") == target_module_names(components.unet, "temporal_all")
     with pytest.raises(ValueError, match="unknown LoRA target preset"):
         target_module_names(components.unet, "everything")
     assert set(PRESET_PATTERNS) == set(EXPECTED_LAYERS)
@@ -73,12 +81,13 @@ def test_disabled_adapters_reproduce_the_base_model_bit_for_bit(tiny_components,
     assert all(p.requires_grad for p in lora_parameters(tiny_components.unet, "temporal"))  # restored
 
 
-@pytest.mark.parametrize("unet_kind", ["unet3d", "motion"])
-def test_saved_lora_loads_with_diffusers_loader(tmp_path, unet_kind):
+@pytest.mark.parametrize(("unet_kind", "preset"), [("unet3d", "temporal_attn"), ("motion", "temporal_attn"),
+                                                    ("unet3d", "temporal_layers")])
+def test_saved_lora_loads_with_diffusers_loader(tmp_path, unet_kind, preset):
     components = build_components(ComponentsSpec(tiny=TinyComponentsConfig(unet_kind=unet_kind)))
     components.eval()
     plain_unet = copy.deepcopy(components.unet)
-    inject_lora(components.unet, "temporal_attn", "temporal", rank=4, alpha=8.0)  # scale 2 travels in metadata
+    inject_lora(components.unet, preset, "temporal", rank=4, alpha=8.0)  # scale 2 travels in metadata
     with torch.no_grad():
         for parameter in lora_parameters(components.unet, "temporal"):
             parameter.normal_(0, 0.1)

@@ -48,6 +48,24 @@ def test_sampler_variants_match_the_training_module(trained):
     assert (windowed - base).abs().max() > 1e-4 and (windowed - everywhere).abs().max() > 1e-4
 
 
+def test_sampler_loads_a_lora_on_temporal_convolutions(tmp_path):
+    """temporal_layers wraps UNet3D's Conv3d layers too: the file holds them and the sampler restores them."""
+    torch.manual_seed(1)
+    module = MotionCustomizationModule(lora_preset="temporal_layers", lora_rank=4, motion_boundary=500)
+    with torch.no_grad():
+        for parameter in module.trainable_parameters():
+            parameter.normal_(0, 0.2)
+    path = module.save_lora(tmp_path / "pytorch_lora_weights.safetensors")
+    sampler = LoRASampler(str(path), ["a red dot"], num_inference_steps=3, guidance_scale=1.0)
+    convs = [n for n, m in sampler.components.unet.named_modules()
+             if isinstance(m, torch.nn.Conv3d) and ".temp_convs." in n and ".lora_A." in n]
+    assert len(convs) == 8 * 4  # every temporal convolution of the tiny UNet3D carries the adapter
+    module.eval()
+    expected = module.sample(["a red dot"], 2, 16, 16, 3, 1.0, "", 5, lora_mode="all")[0]
+    torch.testing.assert_close(sampler.sample_variant("a red dot", "lora_all", 2, 16, 16, seed=5), expected,
+                               rtol=0, atol=1e-6)
+
+
 def test_cli_predict_writes_grid_files_and_a_tensorboard_image(trained, tmp_path):
     _, run = trained
     main(["predict", "--config", SAMPLE_TINY, "--trainer.default_root_dir", str(tmp_path),

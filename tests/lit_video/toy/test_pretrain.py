@@ -58,3 +58,36 @@ def test_min_snr_weight_and_learning_rate_schedule_follow_their_formulas():
     assert rates[4] == pytest.approx(1e-4)  # ends at final_learning_rate_ratio × learning_rate
     module.hparams.min_snr_gamma = None
     assert torch.equal(module.loss_weight(timesteps), torch.ones(4))
+
+
+def test_exported_weights_are_the_ema_of_the_diffusion_phase(tmp_path):
+    """toy_pretrain.yaml's EMAWeightAveraging: the export holds decay-weighted averages of the weights after
+    each diffusion step (first update = copy), recomputed here in float64 from recorded weights."""
+    from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
+
+    tiny = TinyComponentsConfig(block_out_channels=(16, 32), text_width=16, max_prompt_tokens=8,
+                                vae_block_out_channels=(8, 16), norm_num_groups=4)
+    module = ToyPretrainModule(tiny, vae_steps=2, warmup_steps=1, learning_rate=1e-2)
+    recorded = []
+
+    class Record(Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            if trainer.global_step > 2:  # after a diffusion step
+                recorded.append({k: v.detach().double().clone() for k, v in pl_module.components.unet.state_dict().items()})
+
+    decay = 0.5
+    trainer = pl.Trainer(accelerator="cpu", max_steps=6, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[Record(), EMAWeightAveraging(decay=decay, update_starting_at_step=2),
+                                    ExportToyModel(str(tmp_path / "toy"), dtype="float32")])
+    trainer.fit(module, datamodule=ToyClipsDataModule(num_clips=40, batch_size=2, num_frames=4, height=16, width=16))
+    assert len(recorded) == 4
+    expected = dict(recorded[0])
+    for weights in recorded[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    exported = build_components(ComponentsSpec(pretrained_path=str(tmp_path / "toy"))).unet.state_dict()
+    moved = 0
+    for name, value in exported.items():
+        torch.testing.assert_close(value.double(), expected[name], rtol=1e-5, atol=1e-6)
+        moved += not torch.allclose(expected[name], recorded[-1][name])
+    assert moved > 0  # the average differs from the last step's weights
