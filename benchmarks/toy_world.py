@@ -23,7 +23,8 @@ from lit_video.toy.evaluate import TOY_MODEL_PATH, compare_transfer, run_probe, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=150, help="LoRA training steps")
+    parser.add_argument("--steps", type=int, default=300, help="LoRA training steps")
+    parser.add_argument("--preset", default="temporal_layers", help="LoRA target preset (lit_video.lora)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5], help="sampling seeds")
     parser.add_argument("--probe-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--edit-prompt", default="a blue circle moving", help="the probe's new prompt")
@@ -44,8 +45,9 @@ def main() -> None:
               f"| {r.appearance:.1f} ± {r.appearance_std:.1f} |")
     boundary = args.boundary if args.boundary is not None else int(round(summary["motion_boundary"] or 600))
     start = time.perf_counter()
-    module, reference = train_recipe(args.model, motion_boundary=boundary, max_steps=args.steps)
-    print(f"LoRA: {args.steps} steps at t* = {boundary} in {time.perf_counter() - start:.0f} s")
+    module, reference = train_recipe(args.model, motion_boundary=boundary, max_steps=args.steps,
+                                     lora_preset=args.preset)
+    print(f"LoRA ({args.preset}): {args.steps} steps at t* = {boundary} in {time.perf_counter() - start:.0f} s")
     table = compare_transfer(module, reference, seeds=tuple(args.seeds))
     print("| sampling | motion fidelity to the reference | blue % |\n|---|---:|---:|")
     for mode, row in table.items():

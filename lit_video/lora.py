@@ -58,7 +58,8 @@ LoraPreset = Literal["temporal_attn", "temporal_attn1", "temporal_all", "tempora
 _TEMPORAL = r"(?:^|.*\.)(?:transformer_in|temp_attentions\.\d+|motion_modules\.\d+)"
 _SPATIAL = r"(?:^|.*\.)attentions\.\d+"
 _ATTN_PROJ = r"(?:to_q|to_k|to_v|to_out\.0)"
-_TEMPORAL_CONV = r"(?:^|.*\.)temp_convs\.\d+\.conv\d\.\d+"  # UNet3D TemporalConvLayer: convN = (norm, act, [drop,] Conv3d)
+# UNet3D TemporalConvLayer: convN = Sequential(norm, act, [dropout,] Conv3d)
+_TEMPORAL_CONV = r"(?:^|.*\.)temp_convs\.\d+\.conv\d\.\d+"
 
 PRESET_PATTERNS: dict[str, str] = {
     "temporal_attn": _TEMPORAL + r"\.transformer_blocks\.\d+\.attn[12]\." + _ATTN_PROJ,

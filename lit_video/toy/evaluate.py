@@ -67,13 +67,15 @@ def run_probe(model_path: str | Path = TOY_MODEL_PATH, colour: str = "red", shap
 
 def train_recipe(model_path: str | Path = TOY_MODEL_PATH, colour: str = "red", shape: str = "square",
                  direction: str = "right", prompt: Optional[str] = None, motion_boundary: int = 600,
-                 max_steps: int = 150, lora_rank: int = 8, learning_rate: float = 3e-3, seed: int = 0):
-    """Trains the windowed temporal-attention LoRA on one toy clip (CPU, no logger); returns (module, clip)."""
+                 max_steps: int = 300, lora_rank: int = 8, learning_rate: float = 3e-3, seed: int = 0,
+                 lora_preset: str = "temporal_layers"):
+    """Trains the windowed LoRA on the temporal layers (``configs/video/toy.yaml``'s recipe) on one toy
+    clip (CPU, no logger); returns (module, clip)."""
 
     pl.seed_everything(seed, verbose=False)
     data = ToyReferenceDataModule(colour, shape, direction, prompt=prompt or f"a {colour} {shape} moving",
                                   steps_per_epoch=max_steps)
-    module = ToyMotionCustomizationModule(ComponentsSpec(pretrained_path=str(model_path)), lora_preset="temporal_attn",
+    module = ToyMotionCustomizationModule(ComponentsSpec(pretrained_path=str(model_path)), lora_preset=lora_preset,
                                        lora_rank=lora_rank, motion_boundary=motion_boundary,
                                        learning_rate=learning_rate)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, logger=False, enable_checkpointing=False,

@@ -57,7 +57,8 @@ def test_animatediff_presets_target_motion_modules():
     assert names and all(".motion_modules." in n and re.search(r"attn[12]\.", n) for n in names)
     assert not any(".motion_modules." in n for n in target_module_names(components.unet, "spatial_all"))
     # no temporal convolutions in the AnimateDiff layout: temporal_layers is temporal_all there
-    assert target_module_names(components.unet, "temporal_layers") == target_module_names(components.unet, "temporal_all")
+    layers = target_module_names(components.unet, "temporal_layers")
+    assert layers == target_module_names(components.unet, "temporal_all")
     with pytest.raises(ValueError, match="unknown LoRA target preset"):
         target_module_names(components.unet, "everything")
     assert set(PRESET_PATTERNS) == set(EXPECTED_LAYERS)

@@ -73,7 +73,8 @@ def test_exported_weights_are_the_ema_of_the_diffusion_phase(tmp_path):
     class Record(Callback):
         def on_train_batch_end(self, trainer, pl_module, *args):
             if trainer.global_step > 2:  # after a diffusion step
-                recorded.append({k: v.detach().double().clone() for k, v in pl_module.components.unet.state_dict().items()})
+                unet = pl_module.components.unet
+                recorded.append({k: v.detach().double().clone() for k, v in unet.state_dict().items()})
 
     decay = 0.5
     trainer = pl.Trainer(accelerator="cpu", max_steps=6, logger=False, enable_checkpointing=False,
