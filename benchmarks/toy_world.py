@@ -3,9 +3,10 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/toy_world.py [--steps 150] [--seeds 0 1 2 3 4 5]
 
 Prints (1) the probe table on "a red square moving right" with "a blue circle moving" injected, and
-its t*; (2) the windowed LoRA trained on that clip vs the base model vs the LoRA on every step, sampled
-with "a blue circle moving": motion fidelity to the reference and percent of the shape in blue, with
-the LoRA / base ratio of the motion fidelity.
+its t*; (2) the windowed LoRA (preset ``temporal_layers``, as configs/video/toy.yaml) trained on that
+clip vs the base model vs the LoRA on every step, sampled with "a blue circle moving": motion fidelity
+to the reference and percent of the shape in blue, with the LoRA / base ratio of the motion fidelity;
+(3) the same three for other new prompts (``--prompts``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def main() -> None:
     parser.add_argument("--edit-prompt", default="a blue circle moving", help="the probe's new prompt")
     parser.add_argument("--model", default=str(TOY_MODEL_PATH), help="toy diffusers folder")
     parser.add_argument("--boundary", type=int, default=None, help="t* of the LoRA (default: the probe's)")
+    parser.add_argument("--prompts", nargs="*", default=["a blue triangle moving", "a red circle moving",
+                                                         "a red triangle moving", "a yellow square moving",
+                                                         "a green circle moving"], help="further new prompts")
     args = parser.parse_args()
     now = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     print(f"machine: {platform.processor() or platform.machine()}, {now}")
@@ -54,6 +58,14 @@ def main() -> None:
         print(f"| {mode} | {row['motion']:.3f} ± {row['motion_std']:.3f} "
               f"| {row['colour']:.1f} ± {row['colour_std']:.1f} |")
     print(f"windowed / base motion fidelity: {table['windowed']['motion'] / max(table['off']['motion'], 1e-6):.2f}×")
+    if args.prompts:
+        print("| new prompt | base: motion | windowed: motion | all steps: motion | base: colour % "
+              "| windowed: colour % | all steps: colour % |\n|---|---:|---:|---:|---:|---:|---:|")
+    for prompt in args.prompts:
+        rows = compare_transfer(module, reference, prompt=prompt, seeds=tuple(args.seeds))
+        motion = " | ".join(f"{rows[m]['motion']:.3f}" for m in ("off", "windowed", "all"))
+        colour = " | ".join(f"{rows[m]['colour']:.0f}" for m in ("off", "windowed", "all"))
+        print(f"| {prompt} | {motion} | {colour} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -92,3 +92,26 @@ def test_exported_weights_are_the_ema_of_the_diffusion_phase(tmp_path):
         torch.testing.assert_close(value.double(), expected[name], rtol=1e-5, atol=1e-6)
         moved += not torch.allclose(expected[name], recorded[-1][name])
     assert moved > 0  # the average differs from the last step's weights
+
+
+def test_continue_overlay_starts_from_the_shipped_weights(tmp_path):
+    """toy_pretrain_continue.yaml loads the shipped export (VAE and latent scale kept) before training."""
+    from cli import main
+    from tests.lit_video.helpers import REPO_ROOT
+
+    configs = REPO_ROOT / "configs/video"
+    cli = main(["fit", "--config", str(configs / "toy_pretrain.yaml"), "--config",
+                str(configs / "toy_pretrain_continue.yaml"), "--model.init_args.init_from", str(TOY_MODEL_PATH),
+                "--trainer.max_steps", "1", "--data.init_args.batch_size", "2", "--trainer.enable_progress_bar",
+                "false", "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir",
+                str(tmp_path)])
+    shipped = build_components(ComponentsSpec(pretrained_path=str(TOY_MODEL_PATH)))
+    trained = cli.model.components
+    assert trained.vae.config.scaling_factor == shipped.vae.config.scaling_factor != 1.0
+    for ours, theirs in zip(trained.vae.state_dict().values(), shipped.vae.state_dict().values()):
+        torch.testing.assert_close(ours, theirs.float())  # frozen: no VAE phase
+    drift = max(float((a - b.float()).abs().max())
+                for a, b in zip(trained.unet.state_dict().values(), shipped.unet.state_dict().values()))
+    assert 0 < drift < 0.05  # one small step away from the shipped UNet, not a fresh random one
+    [export] = list(tmp_path.rglob("toy_t2v"))
+    assert (export / "unet" / "config.json").is_file()
