@@ -5,11 +5,12 @@ Two phases in one run, both plain MSE:
    mean in, pixels out); at the switch its ``scaling_factor`` is set to 1 / std of the latents.
 2. the rest: the tiny ``UNet3DConditionModel`` and the tiny CLIP text encoder learn ε-prediction on
    the (frozen) VAE latents of fresh toy clips, t ~ U[0, T−1], ModelScope's DDIM schedule, after a
-   linear warm-up of the learning rate. Options (off in the shipped recipe, see docs/video.md "Toy
-   world"): the min-SNR-γ loss weight (Hang et al., 2023: min(SNR, γ) / SNR, so the many low-noise
-   steps do not drown the high-noise ones where colour, position and motion are decided), a cosine
-   decay of the learning rate, and Lightning's ``EMAWeightAveraging`` callback (``on_train_end`` copies
-   the averaged weights in before ``ExportToyModel`` writes them).
+   linear warm-up of the learning rate. Options (all three on in ``configs/video/toy_pretrain.yaml``,
+   whose output is the shipped model; see docs/video.md "Toy world"): the min-SNR-γ loss weight (Hang
+   et al., 2023: min(SNR, γ) / SNR, so the many low-noise steps do not drown the high-noise ones where
+   colour, position and motion are decided), a cosine decay of the learning rate, and Lightning's
+   ``EMAWeightAveraging`` callback (``on_train_end`` copies the averaged weights in before
+   ``ExportToyModel`` writes them).
 
 ``ExportToyModel`` writes the result as a diffusers-format folder (unet/, vae/, text_encoder/,
 tokenizer/, scheduler/, model_index.json) that ``components.pretrained_path`` loads.
