@@ -7,6 +7,7 @@ config and before the trainer runs or writes anything.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -36,10 +37,13 @@ def generated_demo_clip(directory: Optional[str], num_frames: int, height: int, 
     """Writes (once) and returns the moving-shapes demo clip under ``directory`` or the temp dir."""
     folder = Path(directory) if directory else Path(tempfile.gettempdir()) / "lit_video"
     path = folder / f"moving_shapes_{num_frames}x{height}x{width}.mp4"
-    if not path.exists():
-        temporary = path.with_suffix(".partial.mp4")
-        write_video(temporary, moving_shapes_frames(num_frames, height, width), fps=8)
-        temporary.replace(path)
+    if not path.exists():  # several processes (DDP ranks, parallel runs) may write it at once
+        temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial.mp4")  # one per writer; .mp4: the container
+        try:
+            write_video(temporary, moving_shapes_frames(num_frames, height, width), fps=8)
+            temporary.replace(path)  # atomic: readers see no file or the whole clip
+        finally:
+            temporary.unlink(missing_ok=True)
     return path
 
 

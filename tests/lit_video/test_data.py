@@ -98,3 +98,24 @@ def test_bad_input_raises_one_clear_error(tmp_path, make_input, kwargs, message)
     with pytest.raises(VideoInputError, match=message) as error:
         ReferenceVideoDataModule(video_path=make_input(tmp_path), **arguments)
     assert ":" in str(error.value)  # says what was wrong and what to do
+
+
+def test_demo_clip_writers_in_two_processes_do_not_collide(tmp_path, monkeypatch):
+    """A second process writing the demo clip while the first is still writing (simulated by nesting the
+    second write inside the first, with another pid): both finish and the clip is whole."""
+    import lit_video.data as data
+
+    real_write, pids = data.write_video, iter([101, 202])
+    monkeypatch.setattr(data.os, "getpid", lambda: next(pids))
+
+    def write_and_let_the_other_process_run(path, frames, fps):
+        real_write(path, frames, fps=fps)
+        if not nested:
+            nested.append(True)
+            data.generated_demo_clip(str(tmp_path), 4, 16, 16)  # the other writer, start to finish
+
+    nested = []
+    monkeypatch.setattr(data, "write_video", write_and_let_the_other_process_run)
+    path = data.generated_demo_clip(str(tmp_path), 4, 16, 16)
+    assert nested and path.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    assert data.read_video(path, num_frames=4)[0].shape[0] == 4
