@@ -9,6 +9,7 @@ from typing import Optional
 
 from PIL import Image
 
+from lit_core.io import atomic_write
 from lit_video.data import ReferenceVideoDataModule
 from lit_video.errors import VideoInputError
 from lit_video.toy.world import COLOURS, DIRECTIONS, SHAPES, centred_spec, render_clip
@@ -21,8 +22,8 @@ def write_toy_clip(colour: str, shape: str, direction: str, num_frames: int, hei
     folder = root / f"{colour}_{shape}_{direction}_{num_frames}x{height}x{width}"
     folder.mkdir(parents=True, exist_ok=True)
     frames = render_clip(centred_spec(colour, shape, direction, num_frames, height, width), num_frames, height, width)
-    for index, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"frame_{index:03d}.png")
+    for index, frame in enumerate(frames):  # atomic: a concurrent reader (another rank) never sees half a PNG
+        atomic_write(folder / f"frame_{index:03d}.png", lambda handle, f=frame: Image.fromarray(f).save(handle, "PNG"))
     return folder
 
 
