@@ -24,7 +24,7 @@ import torch
 from lit_video.dashboards import add_gif, slug, tensorboard_writer
 from lit_video.errors import VideoInputError
 from lit_video.metrics.clip_score import CLIPVideoScorer
-from lit_video.metrics.motion_fidelity import Matching, video_motion_fidelity
+from lit_video.metrics.motion_fidelity import Matching, MotionFidelity
 from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
 
@@ -128,6 +128,8 @@ class VideoSamples(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         per_prompt: dict[str, dict[str, list[float]]] = {}
+        motion_to_reference = (MotionFidelity(frames_01(reference), self.tracker, self.track_grid_size,
+                                              match=self.motion_match) if self.motion_fidelity else None)
         for seed in self.seeds:
             videos = pl_module.sample(prompts, num_frames, height, width, self.num_inference_steps,
                                       self.guidance_scale, self.negative_prompt, seed)
@@ -142,10 +144,8 @@ class VideoSamples(pl.Callback):
                     tag = f"samples/{slug(prompt)}" + ("" if len(self.seeds) == 1 else f"/seed_{seed}")
                     add_gif(writer, tag, frames, step, fps)
                 scores = per_prompt.setdefault(slug(prompt), {})
-                if self.motion_fidelity:
-                    scores.setdefault("motion_fidelity", []).append(video_motion_fidelity(
-                        frames_01(reference), frames_01(video), self.tracker, self.track_grid_size,
-                        match=self.motion_match))
+                if motion_to_reference is not None:
+                    scores.setdefault("motion_fidelity", []).append(motion_to_reference(frames_01(video)))
                 if self._clip is not None:
                     scores.setdefault("clip_score", []).append(self._clip.text_frame_score(frames, prompt))
         pl_module.train(was_training)

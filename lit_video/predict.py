@@ -35,7 +35,7 @@ from lit_video.dashboards import add_gif, slug, tensorboard_writer
 from lit_video.errors import VideoInputError
 from lit_video.lora import load_lora_safetensors
 from lit_video.metrics.clip_score import CLIPVideoScorer
-from lit_video.metrics.motion_fidelity import Matching, video_motion_fidelity
+from lit_video.metrics.motion_fidelity import Matching, MotionFidelity
 from lit_video.sampling import generate_video, lora_schedule
 from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
@@ -164,6 +164,9 @@ class LoRASampler(pl.LightningModule):
         writer = tensorboard_writer(self.trainer)
         summary = {"lora_file": str(self.lora_file), "motion_boundary": self.motion_boundary, "seeds": self.seeds,
                    "negative_prompt": self.hparams.negative_prompt, "prompts": {}}
+        motion_to_reference = (MotionFidelity(frames_01(reference_CFHW), self.tracker, self.hparams.track_grid_size,
+                                              match=self.hparams.motion_match)
+                               if self.hparams.motion_fidelity else None)
         for prompt in self.hparams.prompts:
             name, rows, scores = slug(prompt), [], {v: {} for v in VARIANTS}
             for seed in self.seeds:
@@ -174,10 +177,8 @@ class LoRASampler(pl.LightningModule):
                     row.append(frames)
                     for suffix in (".mp4", ".gif"):
                         write_video(folder / name / f"seed{seed}_{variant}{suffix}", frames, fps)
-                    if self.hparams.motion_fidelity:
-                        scores[variant].setdefault("motion_fidelity", []).append(video_motion_fidelity(
-                            frames_01(reference_CFHW), frames_01(video), self.tracker, self.hparams.track_grid_size,
-                            match=self.hparams.motion_match))
+                    if motion_to_reference is not None:
+                        scores[variant].setdefault("motion_fidelity", []).append(motion_to_reference(frames_01(video)))
                     if self._clip is not None:
                         scores[variant].setdefault("clip_score", []).append(self._clip.text_frame_score(frames, prompt))
                 rows.append(row)

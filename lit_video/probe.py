@@ -33,7 +33,7 @@ from lit_video.components import ComponentsSpec, VideoDiffusionComponents, build
 from lit_video.dashboards import add_gif, add_png, tensorboard_writer
 from lit_video.errors import VideoInputError
 from lit_video.metrics.clip_score import CLIPVideoScorer, build_tiny_clip
-from lit_video.metrics.motion_fidelity import video_motion_fidelity
+from lit_video.metrics.motion_fidelity import MotionFidelity
 from lit_video.sampling import guided_denoiser, inference_schedule, invert_latents, sample_latents
 from lit_video.tracking import LucasKanadeTracker, PointTracker
 from lit_video.video_io import to_uint8_frames, write_video
@@ -195,6 +195,7 @@ class MotionEncodingProbe(pl.LightningModule):
         inversion_text = source if self.hparams.invert_with == "source" else empty
         inverted = invert_latents(guided_denoiser(components, lambda t: inversion_text, None, 1.0), latents, schedule)
         reference = (video_BCFHW[0].permute(1, 0, 2, 3).float().cpu() + 1) / 2  # (F, 3, H, W) in [0, 1]
+        motion_to_reference = MotionFidelity(reference, self.tracker, self.hparams.track_grid_size)
 
         starts = [self.start_latents(inverted, seed) for seed in self.seeds]
         cache: dict[tuple[int, ...], tuple[list[float], list[float], np.ndarray]] = {}
@@ -209,8 +210,7 @@ class MotionEncodingProbe(pl.LightningModule):
                     frames = to_uint8_frames(components.decode_latents(sampled)[0])
                     candidate = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
                     appearance.append(self.clip.text_frame_score(frames, edit_prompt))
-                    motion.append(video_motion_fidelity(reference, candidate, self.tracker,
-                                                        self.hparams.track_grid_size))
+                    motion.append(motion_to_reference(candidate))
                     first = frames if first is None else first
                 cache[edited] = (appearance, motion, first)
             appearance, motion, frames = cache[edited]

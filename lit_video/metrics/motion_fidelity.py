@@ -141,19 +141,36 @@ def motion_fidelity_score(tracks_a_FN2: torch.Tensor, tracks_b_FM2: torch.Tensor
     return 0.5 * (direction(best_a_N, weight_a_N, weight_b_M) + direction(best_b_M, weight_b_M, weight_a_N))
 
 
+class MotionFidelity:
+    """Motion fidelity of candidate videos to one reference video, whose grid is tracked once (the
+    probe, the samplers and the toy evaluation score many candidates against the same clip).
+
+    Tracks a ``grid_size``² grid of points (``margin_fraction`` away from the borders) through each
+    video (pixels in [0, 1], (F, 3, H, W)). ``match``: ``"trajectory"`` (same scene: nearest path) or
+    ``"correlation"`` (best-correlated track within ``match_radius_fraction`` of the frame diagonal;
+    ``None``: anywhere).
+    """
+
+    def __init__(self, reference_F3HW: torch.Tensor, tracker: PointTracker, grid_size: int = 10,
+                 margin_fraction: float = 0.1, match: Matching = "trajectory",
+                 match_radius_fraction: Optional[float] = 0.1, lags: Optional[Sequence[int]] = None,
+                 still_threshold: float = 1e-3) -> None:
+        height, width = reference_F3HW.shape[-2:]
+        self.tracker, self.match, self.lags, self.still_threshold = tracker, match, lags, still_threshold
+        self.queries = grid_queries(height, width, grid_size, margin_fraction)
+        self.reference_tracks, self.reference_valid = tracker.track_with_validity(reference_F3HW, self.queries)
+        self.radius = None if match_radius_fraction is None else match_radius_fraction * math.hypot(height, width)
+
+    def __call__(self, candidate_F3HW: torch.Tensor) -> float:
+        tracks, valid = self.tracker.track_with_validity(candidate_F3HW, self.queries)
+        return motion_fidelity_score(self.reference_tracks, tracks, self.reference_valid, valid, self.lags,
+                                     self.still_threshold, self.match, self.radius)
+
+
 def video_motion_fidelity(reference_F3HW: torch.Tensor, candidate_F3HW: torch.Tensor, tracker: PointTracker,
                           grid_size: int = 10, margin_fraction: float = 0.1, match: Matching = "trajectory",
                           match_radius_fraction: Optional[float] = 0.1, lags: Optional[Sequence[int]] = None,
                           still_threshold: float = 1e-3) -> float:
-    """Tracks a ``grid_size``² grid of points (``margin_fraction`` away from the borders) through both
-    videos (pixels in [0, 1], (F, 3, H, W)) and scores their motion.
-
-    ``match``: ``"trajectory"`` (same scene: nearest path) or ``"correlation"`` (best-correlated track
-    within ``match_radius_fraction`` of the frame diagonal; ``None``: anywhere).
-    """
-    height, width = reference_F3HW.shape[-2:]
-    queries = grid_queries(height, width, grid_size, margin_fraction)
-    tracks_a, valid_a = tracker.track_with_validity(reference_F3HW, queries)
-    tracks_b, valid_b = tracker.track_with_validity(candidate_F3HW, queries)
-    radius = None if match_radius_fraction is None else match_radius_fraction * math.hypot(height, width)
-    return motion_fidelity_score(tracks_a, tracks_b, valid_a, valid_b, lags, still_threshold, match, radius)
+    """The motion fidelity of one candidate to one reference (``MotionFidelity``'s arguments)."""
+    return MotionFidelity(reference_F3HW, tracker, grid_size, margin_fraction, match, match_radius_fraction, lags,
+                          still_threshold)(candidate_F3HW)

@@ -7,14 +7,14 @@ Shape legend: F frames, H/W height/width.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
 from lit_video.components import ComponentsSpec
-from lit_video.metrics.motion_fidelity import video_motion_fidelity
+from lit_video.metrics.motion_fidelity import MotionFidelity
 from lit_video.sampling import generate_video
 from lit_video.toy.colour import colour_agreement, dominant_colour
 from lit_video.toy.data import ToyReferenceDataModule
@@ -41,11 +41,12 @@ def uint8_FHW3(video_CFHW: torch.Tensor) -> np.ndarray:  # noqa: N802 (shape suf
     return ((video_CFHW.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).cpu().numpy()
 
 
-def motion_to_reference(reference_CFHW: torch.Tensor, candidate_CFHW: torch.Tensor, grid_size: int = 8) -> float:
-    """Motion fidelity of a sample to the reference, best matches searched anywhere in the frame (the
-    claim is the motion, not the position the shape takes)."""
-    return video_motion_fidelity(frames_F3HW(reference_CFHW), frames_F3HW(candidate_CFHW), toy_tracker(), grid_size,
-                                 match="correlation", match_radius_fraction=None)
+def motion_to_reference(reference_CFHW: torch.Tensor, grid_size: int = 8) -> Callable[[torch.Tensor], float]:
+    """Motion fidelity of samples (3, F, H, W) in [-1, 1] to the reference, best matches searched anywhere
+    in the frame (the claim is the motion, not the position the shape takes)."""
+    score = MotionFidelity(frames_F3HW(reference_CFHW), toy_tracker(), grid_size, match="correlation",
+                           match_radius_fraction=None)
+    return lambda candidate_CFHW: score(frames_F3HW(candidate_CFHW))
 
 
 def run_probe(model_path: str | Path = TOY_MODEL_PATH, colour: str = "red", shape: str = "square",
@@ -90,13 +91,14 @@ def compare_transfer(module, reference_CFHW: torch.Tensor, prompt: str = "a blue
     """Base model vs LoRA windowed vs LoRA on all steps for ``prompt``: mean motion fidelity to the
     reference and mean colour agreement with ``prompt`` over ``seeds``."""
     _, F, H, W = reference_CFHW.shape
+    score_motion = motion_to_reference(reference_CFHW)
     table = {}
     for mode in ("off", "windowed", "all"):
         motion, colour = [], []
         for seed in seeds:
             video_CFHW = module.sample([prompt], F, H, W, num_inference_steps=num_inference_steps,
                                        guidance_scale=guidance_scale, seed=seed, lora_mode=mode)[0]
-            motion.append(motion_to_reference(reference_CFHW, video_CFHW))
+            motion.append(score_motion(video_CFHW))
             colour.append(colour_agreement(uint8_FHW3(video_CFHW), prompt))
         table[mode] = {"motion": float(np.mean(motion)), "motion_std": float(np.std(motion)),
                        "colour": float(np.mean(colour)), "colour_std": float(np.std(colour))}

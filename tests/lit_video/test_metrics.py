@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_video.metrics import CLIPVideoScorer, build_tiny_clip, motion_fidelity_score, track_correlations
-from lit_video.metrics.motion_fidelity import video_motion_fidelity, window_lags
+from lit_video.metrics.motion_fidelity import MotionFidelity, video_motion_fidelity, window_lags
 from lit_video.tracking import LucasKanadeTracker, grid_queries
 from lit_video.video_io import moving_shapes_frames
 
@@ -134,6 +134,25 @@ def test_lucas_kanade_follows_a_translation():
     score = lambda a, b: video_motion_fidelity(a, b, LucasKanadeTracker(), grid_size=5, margin_fraction=0.3)  # noqa
     assert score(video, video) == pytest.approx(1.0)
     assert score(video, video.flip(0)) < -0.9  # played backwards
+
+
+def test_motion_fidelity_tracks_the_reference_once_and_scores_like_the_one_shot_function():
+    texture = F.avg_pool2d(torch.rand(1, 3, 90, 90, generator=torch.Generator().manual_seed(1)), 3, 1, 1)[0]
+    video = torch.stack([texture[:, 20 + 2 * i:84 + 2 * i, 20 - 3 * i:84 - 3 * i] for i in range(4)])
+    candidates = [video, video.flip(0), video[:1].expand(4, -1, -1, -1)]
+    calls = []
+
+    class CountingTracker(LucasKanadeTracker):
+        def track_with_validity(self, video_F3HW, queries_N2):
+            calls.append(video_F3HW)
+            return super().track_with_validity(video_F3HW, queries_N2)
+
+    score = MotionFidelity(video, CountingTracker(), grid_size=5, margin_fraction=0.3)
+    scores = [score(candidate) for candidate in candidates]
+    assert len(calls) == 1 + len(candidates)  # the reference once, each candidate once
+    expected = [video_motion_fidelity(video, c, LucasKanadeTracker(), grid_size=5, margin_fraction=0.3)
+                for c in candidates]
+    assert scores == expected
 
 
 @pytest.fixture(scope="module")
