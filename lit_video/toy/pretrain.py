@@ -31,7 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from lit_video.components import TinyComponentsConfig, VideoDiffusionComponents, build_tiny_components
+from lit_video.components import (
+    ComponentsSpec,
+    TinyComponentsConfig,
+    VideoDiffusionComponents,
+    build_components,
+    build_tiny_components,
+)
 from lit_video.toy.tokenizer import toy_tokenizer
 from lit_video.toy.world import ToyWorld
 
@@ -214,17 +220,13 @@ class ToyPretrainModule(pl.LightningModule):
         self._steps_done = int(checkpoint.get("toy_steps_done", 0))
 
     def load_weights(self, folder: str | Path) -> None:
-        """Copies UNet, VAE (with its latent scale) and text-encoder weights from a toy export (as float32)."""
-        from diffusers import AutoencoderKL, UNet3DConditionModel  # noqa: PLC0415 (heavy: imported when used)
-        from transformers import CLIPTextModel  # noqa: PLC0415 (heavy: imported when used)
-
-        folder, c = Path(folder), self.components
-        for module, loader, name in ((c.unet, UNet3DConditionModel, "unet"), (c.vae, AutoencoderKL, "vae"),
-                                     (c.text_encoder, CLIPTextModel, "text_encoder")):
-            weights = loader.from_pretrained(folder / name).state_dict()
-            module.load_state_dict({k: v.float() for k, v in weights.items()})
-        c.vae.register_to_config(
-            scaling_factor=json.loads((folder / "vae" / "config.json").read_text())["scaling_factor"])
+        """Copies UNet, VAE (with its latent scale) and text-encoder weights from a toy export (as float32),
+        read by the same loader as ``components.pretrained_path`` (so either UNet kind loads)."""
+        exported = build_components(ComponentsSpec(pretrained_path=str(folder)))
+        for name in ("unet", "vae", "text_encoder"):
+            weights = getattr(exported, name).state_dict()
+            getattr(self.components, name).load_state_dict({k: v.float() for k, v in weights.items()})
+        self.components.vae.register_to_config(scaling_factor=exported.vae.config.scaling_factor)
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
         """The diffusers-format folder ``components.pretrained_path`` loads; weights stored in ``dtype``."""

@@ -115,3 +115,18 @@ def test_continue_overlay_starts_from_the_shipped_weights(tmp_path):
     assert 0 < drift < 0.05  # one small step away from the shipped UNet, not a fresh random one
     [export] = list(tmp_path.rglob("toy_t2v"))
     assert (export / "unet" / "config.json").is_file()
+
+
+def test_init_from_loads_an_animatediff_layout_export(tmp_path):
+    """init_from reads the export with the components loader, so the motion-module UNet loads too."""
+    tiny = TinyComponentsConfig(unet_kind="motion", block_out_channels=(16, 32), text_width=16, max_prompt_tokens=8,
+                                vae_block_out_channels=(8, 16), norm_num_groups=4, seed=3)
+    source = ToyPretrainModule(tiny)
+    source.components.vae.register_to_config(scaling_factor=0.5)
+    source.save_pretrained(tmp_path / "toy", dtype=torch.float32)
+    continued = ToyPretrainModule(TinyComponentsConfig(**{**tiny.__dict__, "seed": 4}), init_from=str(tmp_path / "toy"))
+    assert continued.components.vae.config.scaling_factor == 0.5
+    for name in ("unet", "vae", "text_encoder"):
+        ours = getattr(continued.components, name).state_dict()
+        for key, value in getattr(source.components, name).state_dict().items():
+            torch.testing.assert_close(ours[key], value)
